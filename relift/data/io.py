@@ -1,0 +1,208 @@
+"""Read parquet files into one table that remembers where each row came from, and normalise cells.
+
+Parquet list/struct cells come back from pyarrow as numpy arrays of dicts (with numpy scalars
+inside); :func:`to_python` turns them into plain lists/dicts so that datasets, templates, reward
+functions and pickling see ordinary Python values. Column checks raise errors that name the
+column, the file and the row, and say what was expected.
+
+Paths may be local files, folders (every ``*.parquet`` inside, sorted), glob patterns, or fsspec
+URLs (``hf://datasets/org/name/file.parquet``, ``s3://...``), which pandas/pyarrow open through
+fsspec (``hf://`` needs ``huggingface_hub``, and network access).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ParquetTable",
+    "expand_data_files",
+    "read_parquet_files",
+    "to_python",
+    "as_messages",
+    "as_text",
+    "as_dict",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def expand_data_files(files: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """One path, or many, as a flat list of parquet files (folders and globs expanded, URLs kept)."""
+    if isinstance(files, (str, os.PathLike)):
+        items = [os.fspath(files)]
+    else:
+        items = [os.fspath(f) for f in files]  # also takes an omegaconf ListConfig
+    if not items:
+        raise ValueError("no data files given (an empty list)")
+    out: list[str] = []
+    for item in items:
+        if _is_url(item):
+            out.append(item)
+            continue
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(str(p) for p in path.glob("*.parquet"))
+            if not found:
+                raise FileNotFoundError(f"data folder {str(path)!r} contains no *.parquet files")
+            out.extend(found)
+        elif path.is_file():
+            out.append(str(path))
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(os.path.expanduser(item)))
+            if not found:
+                raise FileNotFoundError(f"data file pattern {item!r} matches no files")
+            out.extend(found)
+        else:
+            raise FileNotFoundError(f"data file {item!r} does not exist")
+    return out
+
+
+@dataclass
+class ParquetTable:
+    """Rows of one or many parquet files, concatenated, with their origin (file and row in file)."""
+
+    frame: pd.DataFrame
+    files: list[str]
+    starts: list[int] = field(default_factory=list)  # first global row of each file
+    _column_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def origin(self, row: int) -> str:
+        """``'<file> row <i>'`` for a global row number (for error messages)."""
+        k = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return f"{self.files[k]} row {row - self.starts[k]}"
+
+    def require_columns(self, names: Sequence[str], purpose: str) -> None:
+        """Raise a KeyError naming the missing columns, the files and the columns that exist."""
+        missing = [n for n in names if n not in self.frame.columns]
+        if missing:
+            raise KeyError(f"{purpose}: column(s) {missing} missing from {self.files}; "
+                           f"available columns: {self.columns}")
+
+    def cell(self, row: int, column: str) -> Any:
+        """One cell as plain Python (see :func:`to_python`)."""
+        values = self._column_cache.get(column)
+        if values is None:
+            values = self._column_cache[column] = self.frame[column].to_numpy(dtype=object)
+        return to_python(values[row])
+
+
+def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
+                       columns: Sequence[str] | None = None) -> ParquetTable:
+    """Read and concatenate parquet files (local or fsspec URLs) into a :class:`ParquetTable`."""
+    paths = expand_data_files(files)
+    frames: list[pd.DataFrame] = []
+    starts: list[int] = []
+    total = 0
+    for path in paths:
+        try:
+            frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+        except FileNotFoundError:
+            raise
+        except ImportError as err:
+            raise ImportError(f"reading {path!r} needs an fsspec backend that is not installed: {err}") from err
+        except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise ValueError(f"could not read parquet file {path!r}: {type(err).__name__}: {err}") from err
+        starts.append(total)
+        total += len(frame)
+        frames.append(frame)
+        logger.info("read %d rows from %s", len(frame), path)
+    if len(frames) == 1:
+        frame = frames[0].reset_index(drop=True)
+    else:
+        cols = [list(f.columns) for f in frames]
+        if any(set(c) != set(cols[0]) for c in cols[1:]):
+            logger.warning("parquet files have different columns: %s", {p: c for p, c in zip(paths, cols)})
+        frame = pd.concat(frames, ignore_index=True)
+    return ParquetTable(frame=frame, files=paths, starts=starts)
+
+
+def to_python(value: Any) -> Any:
+    """Plain Python for a parquet cell: arrays -> lists, numpy scalars -> Python, NaN -> None."""
+    if isinstance(value, np.ndarray):
+        return [to_python(v) for v in value.tolist()] if value.dtype != object else [to_python(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_python(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:  # NaN, as pandas fills missing cells
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def as_messages(value: Any, column: str, where: str) -> list[dict[str, str]]:
+    """A cell as a chat: a non-empty list of ``{'role': str, 'content': str}`` dicts, else ValueError."""
+    value = to_python(value)
+    expected = "a list of chat messages [{'role': str, 'content': str}, ...]"
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: column {column!r} must be {expected}, got {_type_name(value)}: {str(value)[:80]!r}")
+    if not value:
+        raise ValueError(f"{where}: column {column!r} is an empty list of messages")
+    out = []
+    for j, msg in enumerate(value):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(msg.get("content"), str):
+            raise ValueError(f"{where}: column {column!r} message {j} must be a dict with str 'role' and str "
+                             f"'content', got {str(msg)[:120]!r}")
+        out.append({k: v for k, v in msg.items() if v is not None})
+    return out
+
+
+def as_text(value: Any, column: str, where: str, allow_none: bool = False) -> str | None:
+    """A completion cell as text: a string, or messages whose contents are joined (assistant turns)."""
+    value = to_python(value)
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{where}: column {column!r} is empty (None)")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list):
+        msgs = as_messages(value, column, where)
+        return "".join(m["content"] for m in msgs)
+    raise ValueError(f"{where}: column {column!r} must be a string or a list of messages, "
+                     f"got {_type_name(value)}: {str(value)[:80]!r}")
+
+
+def as_dict(value: Any, column: str, where: str, required_keys: Sequence[str] = (),
+            allow_none: bool = False) -> dict[str, Any]:
+    """A struct cell as a dict with the given keys; None becomes ``{}`` when allowed."""
+    value = to_python(value)
+    if value is None and allow_none:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: column {column!r} must be a dict (parquet struct), "
+                         f"got {_type_name(value)}: {str(value)[:80]!r}")
+    missing = [k for k in required_keys if k not in value]
+    if missing:
+        raise ValueError(f"{where}: column {column!r} lacks key(s) {missing}; it has {sorted(value)}")
+    return value
