@@ -1,0 +1,202 @@
+"""Rollout with a transformers causal LM: batched sampling with a KV cache, on CPU or GPU.
+
+The decoding loop is our own (not ``model.generate``) so that each step's log-prob of the sampled
+token is taken from exactly the distribution the token was drawn from, without keeping a
+[steps, batch, vocab] tensor of scores: one prefill over the left-padded prompts, then one token per
+step for the whole batch through ``past_key_values``, stopping when every row has produced an EOS
+or ``response_length`` tokens. Finished rows keep being fed (their outputs are discarded) so the
+cache stays rectangular; prompts are split into ``micro_batch_size`` chunks when set.
+
+Weights (``update_weights``): the engine either SHARES the actor's module (``shares_module=True``,
+the colocated default: the rollout sees every optimiser step with no copy at all, and
+``update_weights`` is a no-op) or owns a separate copy (e.g. an unsharded inference replica beside
+an FSDP-sharded actor, or a bf16 copy of an fp32 actor), in which case ``update_weights`` takes the
+actor's FULL state dict and loads it in one ``load_state_dict`` call. Generating through an
+FSDP2-sharded module works but all-gathers every layer at every decoding step; prefer a replica
+updated once per step for anything but tiny models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from relift.protocol import DataProto
+from workers.rollout.base import BaseRollout, RolloutConfig, SamplingSettings, build_rollout_output, resolve_token_ids
+
+__all__ = ["HFRollout", "filter_logits", "sample_next_token"]
+
+logger = logging.getLogger(__name__)
+
+
+def _accepts_kwarg(module: nn.Module, name: str) -> bool:
+    """Whether ``module.forward`` takes ``name`` (directly or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = -1, top_p: float = 1.0) -> torch.Tensor:
+    """Top-k then top-p (nucleus) filtering of [B, V] logits: removed entries become -inf.
+
+    Top-p keeps the smallest set of highest-probability tokens whose mass reaches ``top_p`` (always
+    at least one token).
+    """
+    vocab = logits.shape[-1]
+    if 0 < top_k < vocab:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs  # probability mass of strictly better tokens
+        drop_sorted = mass_before >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next_token(logits: torch.Tensor, settings: SamplingSettings,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row from [B, V] logits; returns (token ids [B], their log-probs [B]).
+
+    Greedy: argmax, log-prob at temperature 1. Sampling: ``softmax(filter(logits / T))``, and the
+    log-prob is taken from that same distribution.
+    """
+    logits = logits.float()
+    if settings.greedy:
+        tokens = logits.argmax(dim=-1)
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return tokens, logp
+    z = filter_logits(logits / settings.temperature, settings.top_k, settings.top_p)
+    logprobs = torch.log_softmax(z, dim=-1)
+    tokens = torch.multinomial(logprobs.exp(), 1, generator=generator).squeeze(-1)
+    return tokens, logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+class HFRollout(BaseRollout):
+    """Batched, KV-cached sampling with a transformers causal LM.
+
+    Args:
+        module: the causal LM (the actor's own module when ``shares_module``).
+        config: rollout config (dict / DictConfig / :class:`RolloutConfig`).
+        eos_token_id: one id or a list (the tokenizer's eos plus the generation config's extra
+            ones); ``meta_info['eos_token_id']`` overrides it per call.
+        pad_token_id: the id that pads responses; ``meta_info['pad_token_id']`` overrides it.
+        shares_module: True when ``module`` IS the actor's module (then ``update_weights`` is a
+            no-op); False when this engine owns a copy that ``update_weights`` overwrites.
+    """
+
+    def __init__(self, module: nn.Module, config: Any = None, *, eos_token_id: int | Sequence[int] | None = None,
+                 pad_token_id: int | None = None, shares_module: bool = True) -> None:
+        self.module = module
+        self.config = RolloutConfig.from_any(config)
+        gen_cfg = getattr(module, "generation_config", None)
+        if eos_token_id is None and gen_cfg is not None:
+            eos_token_id = gen_cfg.eos_token_id
+        if pad_token_id is None and gen_cfg is not None:
+            pad_token_id = gen_cfg.pad_token_id
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
+        self.shares_module = shares_module
+        self._prefill_kwargs = {"logits_to_keep": 1} if _accepts_kwarg(module, "logits_to_keep") else {}
+        device = next(module.parameters()).device
+        self.generator = torch.Generator(device=device if device.type != "meta" else "cpu")
+        self.generator.manual_seed(int(self.config.seed))
+
+    # ------------------------------------------------------------------------------ weights
+
+    @torch.no_grad()
+    def update_weights(self, state_dict: Mapping[str, torch.Tensor] | None) -> None:
+        """Load the actor's full state dict in one call; a no-op when the module is shared.
+
+        Tied weights (``lm_head.weight`` with tied embeddings) may be absent; any other missing or
+        unexpected key raises. Sharded (DTensor) values are refused: gather them first (e.g.
+        ``get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))``).
+        """
+        if self.shares_module or state_dict is None:
+            return
+        for name, value in state_dict.items():
+            if type(value).__name__ == "DTensor":
+                raise TypeError(f"update_weights needs a full (unsharded) state dict; {name!r} is a DTensor")
+        result = self.module.load_state_dict(dict(state_dict), strict=False)
+        tie = getattr(getattr(self.module, "config", None), "tie_word_embeddings", False)
+        tied = {"lm_head.weight"} if tie else set()
+        missing = [k for k in result.missing_keys if k not in tied]
+        if missing or result.unexpected_keys:
+            raise KeyError(f"state dict does not match the rollout model: missing {missing[:8]}, "
+                           f"unexpected {list(result.unexpected_keys)[:8]}")
+
+    # ------------------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def _generate_chunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                        settings: SamplingSettings, eos_ids: list[int], pad_id: int
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode one chunk of (already n-repeated) prompts; returns tokens, log-probs, lengths."""
+        rows = input_ids.shape[0]
+        device = input_ids.device
+        eos = torch.as_tensor(eos_ids, device=device)
+        tokens = torch.full((rows, settings.response_length), pad_id, dtype=torch.long, device=device)
+        logps = torch.zeros(rows, settings.response_length, dtype=torch.float32, device=device)
+        lengths = torch.zeros(rows, dtype=torch.long, device=device)
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=True, **self._prefill_kwargs)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :]
+        mask = attention_mask
+        pos = position_ids[:, -1]
+        gen = self.generator if self.generator.device == device else None
+        for step in range(settings.response_length):
+            next_tok, next_lp = sample_next_token(logits, settings, gen)
+            next_tok = torch.where(finished, torch.full_like(next_tok, pad_id), next_tok)
+            tokens[:, step] = next_tok
+            logps[:, step] = torch.where(finished, torch.zeros_like(next_lp), next_lp)
+            lengths += (~finished).long()
+            finished |= torch.isin(next_tok, eos)
+            if bool(finished.all()) or step == settings.response_length - 1:
+                break
+            mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], dim=-1)
+            pos = pos + 1
+            out = self.module(input_ids=next_tok.unsqueeze(-1), attention_mask=mask, position_ids=pos.unsqueeze(-1),
+                              past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :]
+        return tokens, logps, lengths
+
+    def generate_sequences(self, prompts: DataProto) -> DataProto:
+        """Sample ``n`` responses per prompt (greedy when validating with default ``val_kwargs``)."""
+        self.check_prompts(prompts)
+        settings = self.config.settings(prompts.meta_info)
+        eos_ids, pad_id = resolve_token_ids(prompts.meta_info, self.eos_token_id, self.pad_token_id)
+        device = next(self.module.parameters()).device
+        idx = torch.arange(len(prompts)).repeat_interleave(settings.n)
+        input_ids = prompts.batch["input_ids"][idx].to(device)
+        attention_mask = prompts.batch["attention_mask"][idx].to(device)
+        position_ids = prompts.batch["position_ids"][idx].to(device)
+        chunk = (self.config.micro_batch_size or len(prompts)) * settings.n
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            parts = [self._generate_chunk(input_ids[s:s + chunk], attention_mask[s:s + chunk],
+                                          position_ids[s:s + chunk], settings, eos_ids, pad_id)
+                     for s in range(0, input_ids.shape[0], max(chunk, 1))]
+        finally:
+            self.module.train(was_training)
+        tokens = torch.cat([p[0] for p in parts]).cpu()
+        logps = torch.cat([p[1] for p in parts]).cpu()
+        lengths = torch.cat([p[2] for p in parts]).cpu()
+        out = build_rollout_output(prompts, tokens, settings, eos_ids, pad_id,
+                                   log_probs=logps if settings.calculate_log_probs else None, lengths=lengths)
+        out.meta_info.setdefault("temperature", 0.0 if settings.greedy else settings.temperature)
+        return out
