@@ -1,0 +1,266 @@
+"""RewardPool: worker processes, hard per-sample timeouts, errors, custom functions, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from relift.rewards import RewardPool, register_reward
+from relift.rewards import compute_score as direct_score
+from relift.rewards import registry
+
+HANG = "<think>t</think>\\boxed{9^{9^{9^{9^{9}}}}}"  # sympy computes this power for ever
+TIMEOUT = 3.0
+KK_GT = {"solution_text_format": "(1) Ann is a knight\n(2) Bob is a knave", "statements": "()"}
+KK_RIGHT = "r</think><answer>(1) Ann is a knight\n(2) Bob is a knave</answer>"
+
+
+def _alive(pid: int) -> bool:
+    # reaped children disappear from /proc; a zombie would still count as leaked
+    return os.path.exists(f"/proc/{pid}")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with RewardPool(num_workers=2, timeout=TIMEOUT) as p:
+        p.wait_ready()
+        yield p
+
+
+def _math_batch(n: int):
+    sources = ["math"] * n
+    responses = [f"<think>t</think>\\boxed{{{i}}}" if i % 3 else f"\\boxed{{{i + 1}}}"
+                 for i in range(n)]
+    truths = [str(i) for i in range(n)]
+    return sources, responses, truths
+
+
+def test_pool_matches_direct_scoring_on_mixed_sources(pool):
+    sources, responses, truths = _math_batch(10)
+    sources += ["kk_logic", "kk_logic"]
+    responses += [KK_RIGHT, "no tags"]
+    truths += [KK_GT, KK_GT]
+    out = pool.score(sources, responses, truths)
+    assert len(out) == 12
+    for row, s, r, g in zip(out, sources, responses, truths):
+        expected = direct_score(s, r, g)
+        assert row["score"] == expected["score"] and row["acc"] == expected["acc"]
+        assert row["pred"] == expected["pred"] and row["format"] == expected["format"]
+        assert row["timeout"] is False and row["error"] is False
+    assert [r["score"] for r in out[:10]] == [0.0 if i % 3 == 0 else 1.0 for i in range(10)]
+    assert [r["score"] for r in out[10:]] == [3.0, -3.0]
+    assert pool.last_metrics == {"reward/timeouts": 0, "reward/errors": 0}
+    assert pool.score([], [], []) == []
+
+
+def test_hanging_sample_times_out_alone_and_pool_survives(pool, caplog):
+    sources, responses, truths = _math_batch(12)
+    responses[5] = HANG
+    before = set(pool.pids)
+    timeouts_before = pool.stats["reward/timeouts"]
+    with caplog.at_level(logging.WARNING, logger="relift.rewards.pool"):
+        start = time.monotonic()
+        out = pool.score(sources, responses, truths)
+        elapsed = time.monotonic() - start
+    assert elapsed < TIMEOUT + 10, "the batch did not come back after the hung sample's timeout"
+    assert out[5]["score"] == 0.0 and out[5]["timeout"] is True and out[5]["error"] is False
+    assert out[5]["acc"] == 0.0
+    expected = [0.0 if i % 3 == 0 else 1.0 for i in range(12)]
+    expected[5] = 0.0
+    assert [r["score"] for r in out] == expected
+    assert [r["timeout"] for r in out].count(True) == 1
+    assert pool.last_metrics == {"reward/timeouts": 1, "reward/errors": 0}
+    assert pool.stats["reward/timeouts"] == timeouts_before + 1
+    # logged once, with its input
+    hits = [r for r in caplog.records if "9^{9^{9^{9^{9}}}}" in r.getMessage()]
+    assert len(hits) == 1 and "timed out" in hits[0].getMessage()
+    # the hung worker was killed and replaced
+    after = set(pool.pids)
+    assert len(after) == 2 and len(before - after) == 1
+    assert not _alive((before - after).pop())
+    # and the next batch works on the full pool
+    out = pool.score(*_math_batch(6))
+    assert [r["score"] for r in out] == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    assert pool.last_metrics["reward/timeouts"] == 0
+
+
+def test_exception_scores_zero_counted_as_error(pool, caplog):
+    errors_before = pool.stats["reward/errors"]
+    with caplog.at_level(logging.WARNING, logger="relift.rewards.pool"):
+        # an empty math ground truth makes the scorer raise ValueError
+        out = pool.score(["math", "math", "math"], ["\\boxed{1}", "\\boxed{2} UNIQUE-MARK", "\\boxed{3}"],
+                         ["1", "", "3"])
+    assert [r["score"] for r in out] == [1.0, 0.0, 1.0]
+    assert [r["error"] for r in out] == [False, True, False]
+    assert out[1]["timeout"] is False and out[1]["pred"] is None
+    assert pool.last_metrics == {"reward/timeouts": 0, "reward/errors": 1}
+    assert pool.stats["reward/errors"] == errors_before + 1
+    hits = [r for r in caplog.records if "UNIQUE-MARK" in r.getMessage()]
+    assert len(hits) == 1 and "ValueError" in hits[0].getMessage()
+
+
+def test_score_from_a_non_main_thread(pool):
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        pool.score(["kk_logic", "math"], [KK_RIGHT, "\\boxed{\\frac{1}{2}}"], [KK_GT, "0.5"])))
+    thread.start()
+    thread.join(60)
+    assert [r["score"] for r in results[0]] == [3.0, 1.0]
+
+
+def test_worker_killed_between_batches_is_replaced(pool):
+    import signal
+
+    victim = pool.pids[0]
+    restarts = pool.stats["reward/worker_restarts"]
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.2)
+    out = pool.score(*_math_batch(9))
+    assert [r["score"] for r in out] == [0.0 if i % 3 == 0 else 1.0 for i in range(9)]
+    assert not any(r["error"] or r["timeout"] for r in out)
+    assert victim not in pool.pids and len(pool.pids) == 2
+    assert pool.stats["reward/worker_restarts"] == restarts + 1
+    assert not _alive(victim)
+
+
+def test_bad_input_fails_early_and_pool_stays_usable(pool):
+    with pytest.raises(KeyError, match="no reward function for data_source 'nope'"):
+        pool.score(["math", "nope"], ["a", "b"], ["1", "2"])
+    with pytest.raises(ValueError, match="equal lengths"):
+        pool.score(["math"], ["a", "b"], ["1", "2"])
+    assert pool.score(["math"], ["\\boxed{7}"], ["7"])[0]["score"] == 1.0
+
+
+CUSTOM = '''
+import os
+
+def my_reward(data_source, solution_str, ground_truth, extra_info=None, scale=1.0):
+    if solution_str == "raise":
+        raise RuntimeError("boom from custom")
+    if solution_str == "crash":
+        os._exit(3)
+    if solution_str == "slow":
+        import time
+        time.sleep(1.0)
+        return -1.0
+    if solution_str == "nan":
+        return float("nan")
+    if solution_str == "dict":
+        return {"score": 0.25 * scale, "acc": 0.0, "note": data_source}
+    return scale * float(solution_str == ground_truth) + (extra_info or {}).get("bonus", 0.0)
+'''
+
+
+def test_custom_reward_function_from_file_overrides_every_source(tmp_path):
+    path = tmp_path / "custom_reward.py"
+    path.write_text(CUSTOM)
+    with RewardPool(num_workers=1, timeout=TIMEOUT, custom_reward_fn=(str(path), "my_reward"),
+                    reward_kwargs={"scale": 2.0}) as pool:
+        out = pool.score(
+            ["anything", "math", "x", "x", "x", "x", "x"],
+            ["a", "b", "dict", "raise", "crash", "nan", "c"],
+            ["a", "a", "", "", "", "", "c"],
+            [None, None, None, None, None, None, {"bonus": 0.5}])
+        assert [r["score"] for r in out] == [2.0, 0.0, 0.5, 0.0, 0.0, 0.0, 2.5]
+        assert [r["error"] for r in out] == [False, False, False, True, True, True, False]
+        assert out[2]["note"] == "x" and out[0]["note"] is None  # keys filled for every row
+        assert pool.last_metrics == {"reward/timeouts": 0, "reward/errors": 3}
+        assert pool.stats["reward/worker_restarts"] == 1  # the crash
+        assert pool.score(["y"], ["q"], ["q"])[0]["score"] == 2.0
+
+
+def test_interrupted_batch_leaves_no_stale_results(tmp_path, monkeypatch):
+    import relift.rewards.pool as pool_mod
+
+    path = tmp_path / "custom_reward.py"
+    path.write_text(CUSTOM)
+    with RewardPool(num_workers=1, timeout=TIMEOUT, custom_reward_fn=(str(path), "my_reward")) as pool:
+        pool.wait_ready()
+        real_wait = pool_mod.wait
+
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pool_mod, "wait", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pool.score(["x", "x"], ["slow", "a"], ["", "a"])
+        monkeypatch.setattr(pool_mod, "wait", real_wait)
+        # the worker that held the interrupted batch was replaced: no -1.0 from "slow" leaks in
+        out = pool.score(["x", "x"], ["b", "c"], ["b", "z"])
+        assert [r["score"] for r in out] == [1.0, 0.0]
+        assert pool.stats["reward/worker_restarts"] == 1
+
+
+def test_custom_reward_function_errors_at_construction(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        RewardPool(num_workers=1, custom_reward_fn=(str(tmp_path / "none.py"), "f"))
+    path = tmp_path / "custom_reward.py"
+    path.write_text(CUSTOM)
+    with pytest.raises(AttributeError, match="my_reward"):
+        RewardPool(num_workers=1, custom_reward_fn=(str(path), "other_name"))
+
+
+def test_sources_registered_in_the_parent_reach_the_workers(tmp_path):
+    state = registry.snapshot()
+    try:
+        path = tmp_path / "toy_reward.py"
+        path.write_text("def toy(solution_str, ground_truth, extra_info=None, **options):\n"
+                        "    return {'score': 5.0 if solution_str == ground_truth else -5.0}\n")
+        register_reward("toy_source")(registry.load_custom_reward_fn(path, "toy"))
+        with RewardPool(num_workers=1, timeout=TIMEOUT) as pool:
+            out = pool.score(["toy_source", "toy_source", "math"], ["a", "b", "\\boxed{1}"],
+                             ["a", "a", "1"])
+        assert [r["score"] for r in out] == [5.0, -5.0, 1.0]
+    finally:
+        registry.restore(state)
+
+
+def test_clean_shutdown_leaves_no_processes():
+    pool = RewardPool(num_workers=2, timeout=TIMEOUT)
+    pool.wait_ready()
+    pids = pool.pids
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    pool.close()
+    assert not any(_alive(p) for p in pids)
+    pool.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.score(["math"], ["1"], ["1"])
+
+
+def test_constructor_validates_arguments():
+    with pytest.raises(ValueError, match="num_workers"):
+        RewardPool(num_workers=0)
+    with pytest.raises(ValueError, match="timeout"):
+        RewardPool(num_workers=1, timeout=0)
+
+
+@pytest.mark.ray
+def test_pool_inside_a_ray_actor(ray_local):
+    ray = ray_local
+
+    @ray.remote(num_cpus=0)
+    class Scorer:
+        def __init__(self):
+            self.pool = RewardPool(num_workers=1, timeout=2.0)
+
+        def score(self, *args):
+            return self.pool.score(*args), dict(self.pool.stats), self.pool.pids
+
+        def close(self):
+            pids = self.pool.pids
+            self.pool.close()
+            return [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+    actor = Scorer.remote()
+    out, stats, _ = ray.get(actor.score.remote(["math", "math", "kk_logic"],
+                                               ["\\boxed{2}", HANG, KK_RIGHT],
+                                               ["2", "3", KK_GT]), timeout=120)
+    assert [r["score"] for r in out] == [1.0, 0.0, 3.0]
+    assert [r["timeout"] for r in out] == [False, True, False]
+    assert stats["reward/timeouts"] == 1 and stats["reward/worker_restarts"] == 1
+    assert ray.get(actor.close.remote(), timeout=60) == []
+    ray.kill(actor)
