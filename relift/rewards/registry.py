@@ -59,6 +59,8 @@ DEFAULT_MATH_SOURCES: tuple[str, ...] = (
     # DeepScaleR / evaluation suites
     "deepscaler", "agentica-org/DeepScaleR-Preview-Dataset", "aime24", "aime2024", "aime2025",
     "amc23", "olympiadbench", "minerva_math", "AI-MO/NuminaMath-CoT", "numina_math",
+    # relift's own toy task (dataset/toy_arithmetic.py, the CPU quickstart): integer answers in \boxed{}
+    "toy_arithmetic",
 )
 # NuminaMath sub-sources as DeepScaleR/PRIME name them (numina_amc_aime, numina_olympiads, ...)
 DEFAULT_MATH_PATTERNS: tuple[str, ...] = ("numina_*", "aime*", "amc*")
