@@ -1,86 +1,20 @@
 #!/usr/bin/env bash
-# GRPO on OpenR1-style math prompts with vLLM rollouts: Qwen2.5-7B (base) on one node of 8 GPUs (vLLM tensor parallel 2).
-#
-# ReLIFT's published RL settings (arXiv 2506.07527; docs in the repo's REFERENCE, section 3), here
-# without the ReLIFT fine-tuning hook: GRPO without std normalisation (Dr.GRPO), no PPO clip,
-# seq-mean-token-sum-norm loss, entropy bonus 0.001, no KL and no reference model, lr 1e-6 constant,
-# 128 prompts x 8 samples per step at temperature 1.0, responses up to 8192 tokens, mini-batches of
-# 64 prompts (two optimiser steps per RL step).
+# GRPO with ReLIFT's published RL settings (see ../common/grpo_relift_settings.sh) on Qwen/Qwen2.5-7B,
+# one node of 8 GPUs, vLLM tensor parallel 2.
 #
 #   bash examples/7b/train.sh                          # train
 #   bash examples/7b/train.sh trainer.dry_run=true     # check the config, print the plan, stop
 #   bash examples/7b/train.sh trainer.dry_run=true trainer.check_devices=false   # ... on a CPU box
 #
-# Environment (defaults in brackets): PYTHON [python3], MODEL_PATH [Qwen/Qwen2.5-7B],
-# TRAIN_FILES [$HOME/data/openr1/train.parquet], VAL_FILES [$HOME/data/openr1/valid.parquet],
-# NNODES [1], N_GPUS_PER_NODE [8], TOTAL_EPOCHS [1], TOTAL_STEPS [derived from the data],
-# LOGGER [[console,jsonl]], PROJECT_NAME [relift], EXPERIMENT_NAME [grpo-7b],
-# CKPT_DIR [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]. Extra arguments are Hydra overrides; they
-# come last, so they win.
+# Environment: MODEL_PATH [Qwen/Qwen2.5-7B], EXPERIMENT_NAME [grpo-7b], and the variables listed in
+# ../common/grpo_relift_settings.sh (PYTHON, TRAIN_FILES, VAL_FILES, NNODES, N_GPUS_PER_NODE, ...).
+# Extra arguments are Hydra overrides.
 #
-# Qwen2.5-7B's context is long enough for 1024 + 8192 tokens, so (unlike the Qwen2.5-Math recipes)
-# no override_config is needed.
+# Qwen2.5-7B's context is long enough for 1024 + 8192 tokens: no override_config needed.
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-
-PYTHON="${PYTHON:-python3}"
-MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-7B}"
-TRAIN_FILES="${TRAIN_FILES:-$HOME/data/openr1/train.parquet}"
-VAL_FILES="${VAL_FILES:-$HOME/data/openr1/valid.parquet}"
-NNODES="${NNODES:-1}"
-N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-8}"
-PROJECT_NAME="${PROJECT_NAME:-relift}"
-EXPERIMENT_NAME="${EXPERIMENT_NAME:-grpo-7b}"
-CKPT_DIR="${CKPT_DIR:-checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}"
-LOGGER="${LOGGER:-[console,jsonl]}"
-
-exec "$PYTHON" -m trainer.main_rl \
-    data.train_files="$TRAIN_FILES" \
-    data.val_files="$VAL_FILES" \
-    data.max_prompt_length=1024 \
-    data.max_response_length=8192 \
-    data.train_batch_size=128 \
-    data.truncation=filter \
-    actor_rollout_ref.model.path="$MODEL_PATH" \
-    actor_rollout_ref.model.enable_gradient_checkpointing=true \
-    actor_rollout_ref.actor.ppo_mini_batch_size=64 \
-    actor_rollout_ref.actor.use_dynamic_bsz=true \
-    actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384 \
-    actor_rollout_ref.actor.ppo_epochs=1 \
-    actor_rollout_ref.actor.loss_remove_clip=true \
-    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm \
-    actor_rollout_ref.actor.entropy_coeff=0.001 \
-    actor_rollout_ref.actor.use_kl_loss=false \
-    actor_rollout_ref.actor.optim.lr=1e-6 \
-    actor_rollout_ref.actor.optim.lr_scheduler_type=constant \
-    actor_rollout_ref.actor.optim.lr_warmup_steps=0 \
-    actor_rollout_ref.actor.fsdp_config.mixed_precision=bf16 \
-    actor_rollout_ref.rollout.name=vllm \
-    actor_rollout_ref.rollout.n=8 \
-    actor_rollout_ref.rollout.temperature=1.0 \
-    actor_rollout_ref.rollout.top_p=1.0 \
-    actor_rollout_ref.rollout.tensor_model_parallel_size=2 \
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.5 \
-    actor_rollout_ref.rollout.max_num_batched_tokens=16384 \
-    actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768 \
-    actor_rollout_ref.rollout.val_kwargs.do_sample=true \
-    actor_rollout_ref.rollout.val_kwargs.temperature=0.6 \
-    actor_rollout_ref.rollout.val_kwargs.top_p=1.0 \
-    actor_rollout_ref.rollout.val_kwargs.n=1 \
-    algorithm.adv_estimator=grpo \
-    algorithm.norm_adv_by_std_in_grpo=false \
-    algorithm.use_kl_in_reward=false \
-    trainer.project_name="$PROJECT_NAME" \
-    trainer.experiment_name="$EXPERIMENT_NAME" \
-    trainer.logger="$LOGGER" \
-    trainer.nnodes="$NNODES" \
-    trainer.n_gpus_per_node="$N_GPUS_PER_NODE" \
-    trainer.device=cuda \
-    trainer.total_epochs="${TOTAL_EPOCHS:-1}" \
-    trainer.total_training_steps="${TOTAL_STEPS:-null}" \
-    trainer.save_freq=50 \
-    trainer.test_freq=10 \
-    trainer.val_before_train=true \
-    trainer.default_local_dir="$CKPT_DIR" \
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-7B}"
+export EXPERIMENT_NAME="${EXPERIMENT_NAME:-grpo-7b}"
+export ROLLOUT_TP="${ROLLOUT_TP:-2}" GPU_MEM_UTIL="${GPU_MEM_UTIL:-0.5}" ACTOR_TOKENS_PER_GPU="${ACTOR_TOKENS_PER_GPU:-16384}"
+exec bash "$here/../common/grpo_relift_settings.sh" \
     "$@"
