@@ -27,7 +27,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from trainer.plan import PlanError, _check_custom_reward, _check_files, _Checker
+from trainer.plan import PlanError, check_custom_reward, check_files, ConfigChecker
 
 __all__ = ["EvalSample", "collect_samples", "evaluate", "records_from_scores", "run_main", "summarize"]
 
@@ -68,8 +68,8 @@ class _Settings:
 
 
 def _check(cfg: Any) -> _Settings:
-    c = _Checker(cfg)
-    files = _check_files(c, "data.path", required=True)
+    c = ConfigChecker(cfg)
+    files = check_files(c, "data.path", required=True)
     keys = {}
     for key, default in (("response_key", "responses"), ("data_source_key", "data_source"),
                          ("reward_model_key", "reward_model")):
@@ -87,7 +87,7 @@ def _check(cfg: Any) -> _Settings:
     timeout = c.float("reward.timeout", min_value=0.0, strict_min=True, default=10.0)
     think = c.bool("reward.think_format")
     custom = None
-    if _check_custom_reward(c, "reward.custom_reward_function"):
+    if check_custom_reward(c, "reward.custom_reward_function"):
         custom = (str(c.raw("reward.custom_reward_function.path")),
                   str(c.raw("reward.custom_reward_function.name") or "compute_score"))
     ks = c.raw("eval.ks")

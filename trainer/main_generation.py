@@ -35,8 +35,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from trainer.plan import (PlanError, _check_devices, _check_files, _check_model_path, _Checker, _max_positions,
-                          _render)
+from trainer.plan import (ConfigChecker, PlanError, check_devices_available, check_files, check_model_path, max_positions,
+                          render_plan)
 
 __all__ = ["GenerationPlan", "PartStore", "build_generation_plan", "build_prompt_batch", "run_generation",
            "run_main", "tokenize_prompts", "worker_config"]
@@ -108,7 +108,7 @@ class GenerationPlan:
         ]
 
     def render(self) -> str:
-        return _render("relift generation plan", self.rows(), self.warnings)
+        return render_plan("relift generation plan", self.rows(), self.warnings)
 
 
 def _parquet_columns(files: Sequence[str]) -> tuple[list[str] | None, int | None]:
@@ -149,12 +149,12 @@ def _hub_config(model_id: str, trust_remote_code: bool) -> dict[str, Any] | None
 
 def build_generation_plan(cfg: Any) -> GenerationPlan:
     """Check a ``trainer/config/generation.yaml`` config; raise :class:`PlanError` listing every problem."""
-    c = _Checker(cfg)
+    c = ConfigChecker(cfg)
     nnodes = c.int("trainer.nnodes", min_value=1)
     per_node = c.int("trainer.n_gpus_per_node", min_value=1)
     world = nnodes * per_node if nnodes and per_node else None
 
-    files = _check_files(c, "data.path", required=True)
+    files = check_files(c, "data.path", required=True)
     out = c.raw("data.output_path")
     output_path: Path | None = None
     if out is None:
@@ -180,20 +180,20 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
     c.bool("data.keep_parts", default=True)
 
     before = len(c.problems)
-    model_cfg = _check_model_path(c, "model.path")
+    model_cfg = check_model_path(c, "model.path")
     model_ok = len(c.problems) == before
     if c.raw("model.tokenizer_path") is not None:
-        _check_model_path(c, "model.tokenizer_path")
+        check_model_path(c, "model.tokenizer_path")
     c.bool("model.trust_remote_code")
     override = c.raw("model.override_config", {})
     if override is not None and not isinstance(override, dict):
         c.fail(f"model.override_config must be a mapping, got {override!r}")
         override = {}
-    mpe = _max_positions(model_cfg, override)
+    mpe = max_positions(model_cfg, override)
     derived = False
     if R is None and P is not None and model_ok and mpe is None and model_cfg is None:
         model_cfg = _hub_config(str(c.raw("model.path")), bool(c.raw("model.trust_remote_code", False)))
-        mpe = _max_positions(model_cfg, override)
+        mpe = max_positions(model_cfg, override)
     if R is None and P is not None:
         if mpe is None:
             if model_ok:
@@ -240,7 +240,7 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
     c.int("trainer.seed", min_value=0, default=1)
     c.bool("trainer.dry_run")
     before = len(c.problems)
-    device, checked = _check_devices(c, name)
+    device, checked = check_devices_available(c, name)
     # the shared device check names the RL trainer's key; this config calls it rollout.name
     c.problems[before:] = [p.replace("actor_rollout_ref.rollout.name", "rollout.name") for p in c.problems[before:]]
 
@@ -444,7 +444,7 @@ def _atomic_write_parquet(frame: Any, path: Path) -> None:
 
 def worker_config(cfg: Any, plan: GenerationPlan) -> dict[str, Any]:
     """The ``actor_rollout_ref`` view :class:`ActorRolloutRefWorker` reads, from the generation keys."""
-    c = _Checker(cfg)
+    c = ConfigChecker(cfg)
     rollout = {k: v for k, v in (c.raw("rollout", {}) or {}).items() if v is not None}
     rollout.update({"n": plan.n_samples, "prompt_length": plan.max_prompt_length,
                     "response_length": plan.max_response_length, "calculate_log_probs": False})
@@ -470,7 +470,7 @@ def _build_worker_group(cfg: Any, plan: GenerationPlan) -> tuple[Any, Callable[[
 
         from relift.single_controller import RayResourcePool, RayWorkerGroup, init_ray  # noqa: PLC0415
 
-        c = _Checker(cfg)
+        c = ConfigChecker(cfg)
         info = init_ray(address=c.raw("ray_init.address"), num_cpus=c.raw("ray_init.num_cpus"),
                         include_dashboard=bool(c.raw("ray_init.include_dashboard", False)))
         pool = RayResourcePool([plan.n_gpus_per_node] * plan.nnodes, use_gpu=plan.device == "cuda")
@@ -526,7 +526,7 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
 
     plan = build_generation_plan(cfg)
     print(plan.render(), flush=True)
-    c = _Checker(cfg)
+    c = ConfigChecker(cfg)
     summary: dict[str, Any] = {"output_path": str(plan.output_path), "parts_dir": str(plan.parts_dir)}
     if c.raw("trainer.dry_run", False):
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)

@@ -70,7 +70,7 @@ class PlanError(ValueError):
 # reading and checking single keys
 
 
-class _Checker:
+class ConfigChecker:
     """Typed reads of config keys that record a problem (naming the key) instead of raising."""
 
     def __init__(self, cfg: Any) -> None:
@@ -203,7 +203,7 @@ def _is_remote(path: str) -> bool:
     return bool(_URL.match(path))
 
 
-def _check_files(c: _Checker, key: str, required: bool) -> list[str]:
+def check_files(c: ConfigChecker, key: str, required: bool) -> list[str]:
     files = c.str_list(key)
     if not files:
         if required:
@@ -215,7 +215,7 @@ def _check_files(c: _Checker, key: str, required: bool) -> list[str]:
     return files
 
 
-def _check_model_path(c: _Checker, key: str, required: bool = True) -> dict[str, Any] | None:
+def check_model_path(c: ConfigChecker, key: str, required: bool = True) -> dict[str, Any] | None:
     """A local checkpoint dir (with config.json) or a hub id; returns the local config.json, if any."""
     path = c.raw(key)
     if path is None:
@@ -245,7 +245,7 @@ def _check_model_path(c: _Checker, key: str, required: bool = True) -> dict[str,
     return None
 
 
-def _max_positions(model_config: dict[str, Any] | None, override: Any) -> int | None:
+def max_positions(model_config: dict[str, Any] | None, override: Any) -> int | None:
     if isinstance(override, dict) and isinstance(override.get("max_position_embeddings"), int):
         return override["max_position_embeddings"]
     if not model_config:
@@ -257,7 +257,7 @@ def _max_positions(model_config: dict[str, Any] | None, override: Any) -> int | 
     return None
 
 
-def _check_custom_reward(c: _Checker, prefix: str) -> str | None:
+def check_custom_reward(c: ConfigChecker, prefix: str) -> str | None:
     """The custom reward file exists and defines the function; parsed with ast, never executed."""
     path = c.raw(f"{prefix}.path")
     if path is None:
@@ -336,11 +336,11 @@ class _World:
         return f"world size {self.size} (trainer.nnodes {self.nnodes} x trainer.n_gpus_per_node {self.n_per_node})"
 
 
-def _check_world(c: _Checker) -> _World:
+def _check_world(c: ConfigChecker) -> _World:
     return _World(c.int("trainer.nnodes", min_value=1), c.int("trainer.n_gpus_per_node", min_value=1))
 
 
-def _check_devices(c: _Checker, rollout_name: str | None = None) -> tuple[str, bool]:
+def check_devices_available(c: ConfigChecker, rollout_name: str | None = None) -> tuple[str, bool]:
     """Resolve trainer.device; returns (device, checked)."""
     requested = c.choice("trainer.device", _DEVICES, default="auto", what="device")
     checked = c.bool("trainer.check_devices", default=True)
@@ -370,7 +370,7 @@ def _check_devices(c: _Checker, rollout_name: str | None = None) -> tuple[str, b
     return device, True
 
 
-def _check_trainer(c: _Checker, ckpt_keep_key: str) -> dict[str, Any]:
+def _check_trainer(c: ConfigChecker, ckpt_keep_key: str) -> dict[str, Any]:
     loggers = c.str_list("trainer.logger")
     for name in loggers:
         if name not in _LOGGERS:
@@ -398,7 +398,7 @@ def _check_trainer(c: _Checker, ckpt_keep_key: str) -> dict[str, Any]:
             "test_freq": test_freq, "resume_mode": mode, "local_dir": local_dir}
 
 
-def _check_optim(c: _Checker, prefix: str) -> dict[str, Any]:
+def _check_optim(c: ConfigChecker, prefix: str) -> dict[str, Any]:
     lr = c.float(f"{prefix}.lr", min_value=0.0)
     warmup = c.int(f"{prefix}.lr_warmup_steps", allow_none=True)
     ratio = c.float(f"{prefix}.lr_warmup_steps_ratio", min_value=0.0, max_value=1.0, allow_none=True)
@@ -421,10 +421,10 @@ def _warmup_steps(optim: dict[str, Any], total: int | None) -> int | None:
     return int(optim["warmup_ratio"] * total)
 
 
-def _check_model_block(c: _Checker, prefix: str) -> dict[str, Any] | None:
-    model_cfg = _check_model_path(c, f"{prefix}.path")
+def _check_model_block(c: ConfigChecker, prefix: str) -> dict[str, Any] | None:
+    model_cfg = check_model_path(c, f"{prefix}.path")
     if c.raw(f"{prefix}.tokenizer_path") is not None:
-        _check_model_path(c, f"{prefix}.tokenizer_path")
+        check_model_path(c, f"{prefix}.tokenizer_path")
     c.choice(f"{prefix}.dtype", _PARAM_DTYPES, default="float32", what="dtype")
     c.bool(f"{prefix}.trust_remote_code")
     c.bool(f"{prefix}.enable_gradient_checkpointing")
@@ -434,7 +434,7 @@ def _check_model_block(c: _Checker, prefix: str) -> dict[str, Any] | None:
     return model_cfg
 
 
-def _check_fsdp(c: _Checker, prefix: str, world: _World) -> str | None:
+def _check_fsdp(c: ConfigChecker, prefix: str, world: _World) -> str | None:
     mp = c.choice(f"{prefix}.mixed_precision", _MIXED_PRECISION, default="auto", what="mixed precision")
     c.bool(f"{prefix}.param_offload")
     c.bool(f"{prefix}.optimizer_offload")
@@ -456,7 +456,7 @@ def _resolve_mp(mp: str | None, device: str) -> str:
     return "auto (bf16 on cuda, fp32 on cpu)"
 
 
-def _dataset_steps(c: _Checker, dataset_len: int | None, batch: int | None, batch_key: str,
+def _dataset_steps(c: ConfigChecker, dataset_len: int | None, batch: int | None, batch_key: str,
                    epochs: int | None, total: int | None, files_key: str) -> tuple[int | None, int | None]:
     """(steps per epoch, total training steps)."""
     steps_per_epoch = None
@@ -478,7 +478,7 @@ def _dataset_steps(c: _Checker, dataset_len: int | None, batch: int | None, batc
 # the plans
 
 
-def _render(title: str, rows: list[tuple[str, Any, str]], warnings: list[str]) -> str:
+def render_plan(title: str, rows: list[tuple[str, Any, str]], warnings: list[str]) -> str:
     shown = [(k, "-" if v is None else str(v), how) for k, v, how in rows]
     w_key = max(len(k) for k, _, _ in shown)
     w_val = max(len(v) for _, v, _ in shown)
@@ -602,10 +602,10 @@ class RLPlan:
 
     def render(self) -> str:
         """A small aligned table of the plan (what the entry points print before starting)."""
-        return _render("relift RL plan", self.rows(), self.warnings)
+        return render_plan("relift RL plan", self.rows(), self.warnings)
 
 
-def _check_log_prob(c: _Checker, prefix: str, longest: int | None, P: int | None, R: int | None) -> None:
+def _check_log_prob(c: ConfigChecker, prefix: str, longest: int | None, P: int | None, R: int | None) -> None:
     if c.bool(f"{prefix}.log_prob_use_dynamic_bsz"):
         budget = c.int(f"{prefix}.log_prob_max_token_len_per_gpu", min_value=1)
         if budget is not None and longest is not None and budget < longest:
@@ -615,7 +615,7 @@ def _check_log_prob(c: _Checker, prefix: str, longest: int | None, P: int | None
         c.int(f"{prefix}.log_prob_micro_batch_size_per_gpu", min_value=1)
 
 
-def _check_sampling(c: _Checker, prefix: str) -> None:
+def _check_sampling(c: ConfigChecker, prefix: str) -> None:
     do_sample = c.bool(f"{prefix}.do_sample", default=True)
     temp = c.float(f"{prefix}.temperature", min_value=0.0, default=1.0)
     if do_sample and temp is not None and temp == 0.0:
@@ -631,7 +631,7 @@ def build_rl_plan(cfg: Any, dataset_len: int | None = None) -> RLPlan:
     ``trainer.total_training_steps`` is null, the total steps. Raises :class:`PlanError` listing
     every problem found.
     """
-    c = _Checker(cfg)
+    c = ConfigChecker(cfg)
     world = _check_world(c)
     W = world.size
     A = "actor_rollout_ref.actor"
@@ -719,7 +719,7 @@ def build_rl_plan(cfg: Any, dataset_len: int | None = None) -> RLPlan:
     if uses_ref:
         _check_log_prob(c, "actor_rollout_ref.ref", longest, P, R)
         if c.raw("actor_rollout_ref.ref.model_path") is not None:
-            _check_model_path(c, "actor_rollout_ref.ref.model_path")
+            check_model_path(c, "actor_rollout_ref.ref.model_path")
     c.choice(f"{A}.loss_agg_mode", _loss_agg_modes(), what="loss aggregation mode")
     remove_clip = c.bool(f"{A}.loss_remove_clip")
     if not remove_clip:
@@ -759,7 +759,7 @@ def build_rl_plan(cfg: Any, dataset_len: int | None = None) -> RLPlan:
     # --- reward
     c.int("reward.num_workers", min_value=1, allow_none=True)
     c.float("reward.timeout", min_value=0.0, strict_min=True, allow_none=True)
-    custom = _check_custom_reward(c, "reward.custom_reward_function")
+    custom = check_custom_reward(c, "reward.custom_reward_function")
 
     # --- relift hook
     relift = c.bool("relift.enable")
@@ -797,10 +797,10 @@ def build_rl_plan(cfg: Any, dataset_len: int | None = None) -> RLPlan:
                     sft_micro_batches = sft_per_w // sm
 
     # --- files, model, trainer, devices
-    _check_files(c, "data.train_files", required=True)
-    val_files = _check_files(c, "data.val_files", required=False)
+    check_files(c, "data.train_files", required=True)
+    val_files = check_files(c, "data.val_files", required=False)
     model_cfg = _check_model_block(c, "actor_rollout_ref.model")
-    mpe = _max_positions(model_cfg, c.raw("actor_rollout_ref.model.override_config"))
+    mpe = max_positions(model_cfg, c.raw("actor_rollout_ref.model.override_config"))
     if mpe is not None and longest and longest > mpe:
         c.fail(f"data.max_prompt_length ({P}) + data.max_response_length ({R}) = {longest} exceeds the model's "
                f"max_position_embeddings ({mpe}) in {c.raw('actor_rollout_ref.model.path')}/config.json; "
@@ -811,7 +811,7 @@ def build_rl_plan(cfg: Any, dataset_len: int | None = None) -> RLPlan:
         c.fail("trainer.val_only=true needs data.val_files")
     if not val_files and t["test_freq"] and t["test_freq"] > 0:
         c.warn(f"trainer.test_freq={t['test_freq']} but data.val_files is not set: no validation")
-    device, checked = _check_devices(c, name)
+    device, checked = check_devices_available(c, name)
     steps_per_epoch, total = _dataset_steps(c, dataset_len, B, "data.train_batch_size", t["epochs"], t["total"],
                                             "data.train_files")
 
@@ -901,12 +901,12 @@ class OfflinePlan:
         ]
 
     def render(self) -> str:
-        return _render("relift offline plan", self.rows(), self.warnings)
+        return render_plan("relift offline plan", self.rows(), self.warnings)
 
 
 def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflinePlan:
     """Check an offline-trainer config (``trainer/config/offline_trainer.yaml`` keys); return its plan."""
-    c = _Checker(cfg)
+    c = ConfigChecker(cfg)
     world = _check_world(c)
     W = world.size
     kind = c.choice("data.kind", _OFFLINE_KINDS, what="data kind")
@@ -946,22 +946,22 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflinePlan:
             params["gamma"] = gamma
     uses_ref = loss == "dpo"
     if uses_ref and c.raw("ref.model_path") is not None:
-        _check_model_path(c, "ref.model_path")
+        check_model_path(c, "ref.model_path")
     optim = _check_optim(c, "optim")
     c.float("optim.grad_clip", min_value=0.0, strict_min=True, allow_none=True)
     mp = _check_fsdp(c, "model.fsdp_config", world)
 
-    _check_files(c, "data.train_files", required=True)
-    val_files = _check_files(c, "data.val_files", required=False)
+    check_files(c, "data.train_files", required=True)
+    val_files = check_files(c, "data.val_files", required=False)
     model_cfg = _check_model_block(c, "model")
-    mpe = _max_positions(model_cfg, c.raw("model.override_config"))
+    mpe = max_positions(model_cfg, c.raw("model.override_config"))
     if mpe is not None and L and L > mpe:
         c.fail(f"data.max_length ({L}) exceeds the model's max_position_embeddings ({mpe}) in "
                f"{c.raw('model.path')}/config.json; shorten it or set model.override_config.max_position_embeddings")
     t = _check_trainer(c, "trainer.max_ckpt_to_keep")
     if not val_files and t["test_freq"] and t["test_freq"] > 0:
         c.warn(f"trainer.test_freq={t['test_freq']} but data.val_files is not set: no validation")
-    device, checked = _check_devices(c)
+    device, checked = check_devices_available(c)
     steps_per_epoch, total = _dataset_steps(c, dataset_len, B, "data.train_batch_size", t["epochs"], t["total"],
                                             "data.train_files")
 
