@@ -1,0 +1,488 @@
+"""The online RL loop (GRPO / REINFORCE++ / REINFORCE++-baseline / RLOO), driven from one process.
+
+One step, as data (DESIGN.md): a batch of prompts (``uid`` per prompt) -> ``generate_sequences``
+(n samples per prompt, interleaved like ``repeat(n, interleave=True)``) -> ``compute_score``
+(``token_level_scores``) -> ``compute_log_prob`` (``old_log_probs``; SKIPPED when the update is
+exactly on-policy) -> ``compute_ref_log_prob`` (only with a KL term) -> the advantage estimator on
+the driver -> ``update_actor`` -> the ``post_update_hooks`` (where ReLIFT plugs in) -> metrics,
+validation every ``trainer.test_freq`` steps, a checkpoint every ``trainer.save_freq`` steps.
+
+On-policy skip: with ``actor.ppo_epochs == 1`` and ``actor.ppo_mini_batch_size ==
+data.train_batch_size`` (one optimiser step per RL step) and no KL-in-reward (which needs the old
+log-probs on the driver), the old policy IS the current one, so the actor uses its own log-probs,
+detached, inside the update; ``timing_s/old_log_prob`` is then absent from the metrics.
+
+Hooks: ``trainer.post_update_hooks`` is a list of callables ``hook(trainer, batch, metrics) -> None``
+run after every RL update, in order; they may call the worker groups (``trainer.actor_wg``) and add
+to ``metrics``. A hook that keeps state across steps (a ReLIFT buffer) should have a ``name`` and
+``state_dict()`` / ``load_state_dict(state)``: the state goes into the driver state of every
+checkpoint under ``hooks[<name>]`` and comes back on resume before the first resumed step.
+
+Checkpoints and exact resume: at a save step the policy workers write their shards into the
+staging dir, the driver writes ``driver_state.pt`` (global step, epoch, the data loader's
+``state_dict``, the KL controller, the driver's RNG, hook state, and that step's metrics), and the
+directory is committed atomically. ``trainer.resume_mode``: ``auto`` (the newest checkpoint in
+``trainer.default_local_dir``, if any), ``resume_path`` (``trainer.resume_from_path``) or ``disable``.
+On resume the metrics.jsonl lines after the resumed step are cut (they will be logged again). Rollout
+sampling is reseeded every step from (``trainer.seed``, step) (see :mod:`trainer.workers_setup`),
+so a resumed run draws the same samples as an uninterrupted one.
+
+Backends: ``trainer.backend`` ``auto`` | ``ray`` | ``inprocess`` (see :mod:`trainer.workers_setup`).
+``trainer.val_before_train`` validates only on a fresh start (a resumed run already has its line).
+``trainer.balance_batch`` is accepted but not applied yet (the rows keep the sampler's order).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_advantage
+from relift.algorithms.kl_control import get_kl_controller
+from relift.protocol import DataProto
+from relift.utils import checkpoint as ckpt
+from relift.utils.timer import timed
+from relift.utils.tracking import Tracking
+from trainer.validation import GEN_KEYS, run_validation
+
+__all__ = ["RLTrainer", "run", "compute_data_metrics", "reduce_metrics", "resolve_resume_dir", "Hook"]
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[["RLTrainer", DataProto, dict], None]
+# seeds of the per-step rollout sampler: far apart from the worker seeds (seed + 1000 x rank)
+_STEP_SEED_STRIDE = 7919
+_VAL_SEED_OFFSET = 10_000_019
+
+
+def _sel(cfg: Any, key: str, default: Any = None) -> Any:
+    value = OmegaConf.select(cfg, key, default=default)
+    return default if value is None else value
+
+
+def reduce_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Worker metrics (floats or per-optimiser-step lists) -> one float each (list mean)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, (list, tuple)):
+            if value:
+                out[key] = float(np.mean([float(v) for v in value]))
+        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value.item())
+    return out
+
+
+def _stats(prefix: str, values: torch.Tensor) -> dict[str, float]:
+    values = values.float()
+    if values.numel() == 0:
+        return {}
+    return {f"{prefix}/mean": float(values.mean()), f"{prefix}/max": float(values.max()),
+            f"{prefix}/min": float(values.min())}
+
+
+def compute_data_metrics(batch: DataProto, max_response_length: int) -> dict[str, float]:
+    """verl's per-step data metrics: scores, rewards, advantages, lengths, solve rates."""
+    b = batch.batch
+    mask = b["response_mask"].bool()
+    metrics: dict[str, float] = {}
+    metrics.update(_stats("critic/score", b["token_level_scores"].sum(-1)))
+    rewards = b["token_level_rewards"] if "token_level_rewards" in b.keys() else b["token_level_scores"]
+    metrics.update(_stats("critic/rewards", rewards.sum(-1)))
+    if "advantages" in b.keys():
+        metrics.update(_stats("critic/advantages", b["advantages"][mask]))
+    if "returns" in b.keys():
+        metrics.update(_stats("critic/returns", b["returns"][mask]))
+    resp_len = mask.sum(-1).float()
+    metrics.update(_stats("response_length", resp_len))
+    metrics["response_length/clip_ratio"] = float((resp_len >= max_response_length).float().mean())
+    prompt_width = b["prompts"].shape[1] if "prompts" in b.keys() else b["input_ids"].shape[1] - mask.shape[1]
+    prompt_len = b["attention_mask"][:, :prompt_width].sum(-1).float()
+    metrics.update(_stats("prompt_length", prompt_len))
+    nt = batch.non_tensor_batch
+    if "acc" in nt:
+        acc = np.asarray([float(a) for a in nt["acc"]])
+        metrics["critic/acc/mean"] = float(acc.mean())
+        if "uid" in nt:
+            groups: dict[Any, list[float]] = defaultdict(list)
+            for uid, a in zip(nt["uid"], acc):
+                groups[uid].append(a)
+            means = np.asarray([np.mean(v) for v in groups.values()])
+            metrics["batch/solve_none"] = float((means == 0).mean())
+            metrics["batch/solve_all"] = float((means == 1).mean())
+    metrics["reward/timeouts"] = float(sum(bool(v) for v in nt.get("reward_timeout", [])))
+    metrics["reward/errors"] = float(sum(bool(v) for v in nt.get("reward_error", [])))
+    return metrics
+
+
+def resolve_resume_dir(mode: str, root: str | Path, resume_path: str | None) -> Path | None:
+    """The checkpoint dir to resume from (``global_step_N``), or None to start fresh."""
+    if mode == "disable":
+        return None
+    if mode == "auto":
+        return ckpt.latest_checkpoint(root)
+    if mode == "resume_path":
+        if not resume_path:
+            raise ValueError("trainer.resume_mode=resume_path needs trainer.resume_from_path=<.../global_step_N>")
+        path = Path(resume_path).expanduser()
+        if not (path / "actor").is_dir():
+            raise ckpt.CheckpointError(f"trainer.resume_from_path={resume_path}: no actor/ checkpoint in it "
+                                       "(expected a committed global_step_N directory)")
+        return path
+    raise ValueError(f"trainer.resume_mode={mode!r}; expected auto, disable or resume_path")
+
+
+def _step_of(path: Path) -> int:
+    name = path.name
+    if name.startswith("global_step_"):
+        try:
+            return int(name[len("global_step_"):])
+        except ValueError:
+            pass
+    return int(ckpt.read_meta(path / "actor").get("global_step", 0))
+
+
+class RLTrainer:
+    """Holds the loop's state; ``fit()`` runs it (see the module docstring)."""
+
+    def __init__(self, cfg: DictConfig, plan: Any = None, post_update_hooks: list[Hook] | None = None) -> None:
+        self.cfg = cfg
+        self.plan = plan
+        self.post_update_hooks: list[Hook] = list(post_update_hooks or [])
+        self.global_step = 0
+        self.epoch = 0
+        self.actor_wg: Any = None
+        self.reward_wg: Any = None
+        self.groups: Any = None
+        self.tracker: Tracking | None = None
+        self.last_val_metrics: dict[str, float] = {}
+        c = lambda k, d=None: _sel(cfg, k, d)  # noqa: E731
+        self.n = int(c("actor_rollout_ref.rollout.n", 1))
+        self.batch_size = int(c("data.train_batch_size"))
+        self.max_response_length = int(c("data.max_response_length"))
+        self.estimator = str(c("algorithm.adv_estimator", "grpo"))
+        self.use_kl_in_reward = bool(c("algorithm.use_kl_in_reward", False))
+        self.use_kl_loss = bool(c("actor_rollout_ref.actor.use_kl_loss", False))
+        self.uses_ref = self.use_kl_in_reward or self.use_kl_loss
+        epochs = int(c("actor_rollout_ref.actor.ppo_epochs", 1))
+        mini = int(c("actor_rollout_ref.actor.ppo_mini_batch_size", self.batch_size))
+        self.on_policy = epochs == 1 and mini == self.batch_size and not self.use_kl_in_reward
+        self.kl_ctrl = get_kl_controller(OmegaConf.to_container(cfg.algorithm.kl_ctrl, resolve=True)) \
+            if self.use_kl_in_reward else None
+        self.local_dir = str(c("trainer.default_local_dir"))
+        self.seed = int(c("trainer.seed", 1))
+        nnodes, per_node = int(c("trainer.nnodes", 1)), int(c("trainer.n_gpus_per_node", 1))
+        self.world_size = nnodes * per_node
+
+    # ------------------------------------------------------------------ setup
+    def _build_data(self) -> None:
+        from relift.data import RLDataset, collate_to_dataproto, make_dataloader  # noqa: PLC0415
+        from relift.models.loading import load_tokenizer  # noqa: PLC0415
+
+        cfg = self.cfg
+        model = cfg.actor_rollout_ref.model
+        self.tokenizer = load_tokenizer(model.get("tokenizer_path") or model.path,
+                                        trust_remote_code=bool(model.get("trust_remote_code", False)))
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        self.train_dataset = RLDataset(data_cfg["train_files"], self.tokenizer, config=data_cfg)
+        if len(self.train_dataset) < self.batch_size:
+            raise ValueError(f"data.train_files has {len(self.train_dataset)} usable rows, fewer than "
+                             f"data.train_batch_size ({self.batch_size})")
+        self.train_loader = make_dataloader(self.train_dataset, batch_size=self.batch_size,
+                                            seed=int(_sel(cfg, "data.seed", self.seed)),
+                                            shuffle=bool(_sel(cfg, "data.shuffle", True)), drop_last=True,
+                                            collate_fn=collate_to_dataproto,
+                                            num_workers=int(_sel(cfg, "data.dataloader_num_workers", 0)))
+        self.val_batches: list[DataProto] = []
+        if data_cfg.get("val_files"):
+            val_ds = RLDataset(data_cfg["val_files"], self.tokenizer, config=data_cfg)
+            vbs = data_cfg.get("val_batch_size") or len(val_ds)
+            rows = [val_ds[i] for i in range(len(val_ds))]
+            self.val_batches = [collate_to_dataproto(rows[s:s + vbs]) for s in range(0, len(rows), vbs)]
+        steps_per_epoch = len(self.train_loader)
+        total = _sel(cfg, "trainer.total_training_steps")
+        epochs = int(_sel(cfg, "trainer.total_epochs", 1))
+        self.total_epochs = epochs
+        self.total_steps = int(total) if total else steps_per_epoch * epochs
+        if total:
+            self.total_epochs = max(epochs, math.ceil(int(total) / max(steps_per_epoch, 1)))
+        with open_dict(cfg):
+            cfg.actor_rollout_ref.actor.optim.total_training_steps = self.total_steps
+            cfg.trainer.total_training_steps = self.total_steps
+        logger.info("train: %d prompts, %d steps per epoch, %d steps in all; validation: %d prompts",
+                    len(self.train_dataset), steps_per_epoch, self.total_steps,
+                    sum(len(b) for b in self.val_batches))
+
+    def _build_workers(self) -> None:
+        from trainer.workers_setup import build_worker_groups  # noqa: PLC0415
+
+        device = getattr(self.plan, "device", None) or str(_sel(self.cfg, "trainer.device", "auto"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.groups = build_worker_groups(self.cfg, nnodes=int(_sel(self.cfg, "trainer.nnodes", 1)),
+                                          n_gpus_per_node=int(_sel(self.cfg, "trainer.n_gpus_per_node", 1)),
+                                          device=device, with_ref=self.uses_ref)
+        self.actor_wg, self.reward_wg = self.groups.actor, self.groups.reward
+
+    def _build_tracker(self) -> None:
+        loggers = _sel(self.cfg, "trainer.logger", ["console"])
+        loggers = [loggers] if isinstance(loggers, str) else list(loggers)
+        self.tracker = Tracking(str(_sel(self.cfg, "trainer.project_name", "relift")),
+                                str(_sel(self.cfg, "trainer.experiment_name", "run")), loggers,
+                                config=self.cfg, local_dir=self.local_dir)
+
+    # ------------------------------------------------------------------ checkpoints
+    def hook_state(self) -> dict[str, Any]:
+        """State of the hooks that have ``state_dict`` (keyed by their ``name``)."""
+        out = {}
+        for i, hook in enumerate(self.post_update_hooks):
+            if hasattr(hook, "state_dict"):
+                out[str(getattr(hook, "name", f"hook{i}"))] = hook.state_dict()
+        return out
+
+    def _load_hook_state(self, state: dict[str, Any]) -> None:
+        for i, hook in enumerate(self.post_update_hooks):
+            name = str(getattr(hook, "name", f"hook{i}"))
+            if hasattr(hook, "load_state_dict"):
+                if name in state:
+                    hook.load_state_dict(state[name])
+                else:
+                    logger.warning("checkpoint has no state for hook %r; it starts fresh", name)
+
+    def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
+        """Atomic save of the policy workers and the driver state for ``self.global_step``."""
+        root = Path(self.local_dir)
+        ckpt.cleanup_staging(root)
+        stage = ckpt.begin_checkpoint(root, self.global_step)
+        self.actor_wg.save_checkpoint(str(stage / "actor"), global_step=self.global_step)
+        ckpt.save_driver_state(stage, {
+            "global_step": self.global_step, "epoch": self.epoch,
+            "dataloader": self.train_loader.state_dict(),
+            "kl_ctrl": self.kl_ctrl.state_dict() if self.kl_ctrl is not None else None,
+            "rng": ckpt.get_rng_state(), "hooks": self.hook_state(),
+            "metrics": {k: v for k, v in step_metrics.items() if isinstance(v, (int, float))},
+        })
+        keep = _sel(self.cfg, "trainer.max_actor_ckpt_to_keep")
+        path = ckpt.commit_checkpoint(root, self.global_step, max_to_keep=None if keep is None else int(keep))
+        logger.info("checkpoint for step %d committed at %s", self.global_step, path)
+        return path
+
+    def load_checkpoint(self) -> bool:
+        """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
+        mode = str(_sel(self.cfg, "trainer.resume_mode", "auto"))
+        path = resolve_resume_dir(mode, self.local_dir, _sel(self.cfg, "trainer.resume_from_path"))
+        if path is None:
+            logger.info("starting from scratch (resume_mode=%s, no checkpoint used)", mode)
+            return False
+        step = _step_of(path)
+        logger.info("resuming from %s (step %d)", path, step)
+        self.actor_wg.load_checkpoint(str(path / "actor"))
+        state = ckpt.load_driver_state(path)
+        self.global_step = int(state.get("global_step", step))
+        self.epoch = int(state.get("epoch", 0))
+        if state.get("dataloader") is not None:
+            self.train_loader.load_state_dict(state["dataloader"])
+        if self.kl_ctrl is not None and state.get("kl_ctrl"):
+            self.kl_ctrl.load_state_dict(state["kl_ctrl"])
+        if state.get("rng") is not None:
+            ckpt.set_rng_state(state["rng"])
+        self._load_hook_state(state.get("hooks") or {})
+        self.tracker.truncate_after(self.global_step)
+        self._relog_missing_step(state.get("metrics") or {})
+        return True
+
+    def _relog_missing_step(self, metrics: dict[str, Any]) -> None:
+        """A kill between the commit and the metrics line loses that line: write it from the state."""
+        path = self.tracker.jsonl_path
+        if path is None or not metrics or self.global_step == 0:
+            return
+        import json  # noqa: PLC0415
+
+        steps = [json.loads(line).get("step") for line in path.read_text().splitlines() if line.strip()]
+        if self.global_step not in steps:
+            self.tracker.backends["jsonl"].log(metrics, self.global_step)
+
+    # ------------------------------------------------------------------ the step
+    def _step_seed(self, step: int) -> int:
+        return self.seed * 1_000_003 + step * _STEP_SEED_STRIDE
+
+    def validate(self) -> dict[str, float]:
+        """A validation pass (empty dict when there are no validation files)."""
+        if not self.val_batches:
+            return {}
+        val_kwargs = OmegaConf.to_container(self.cfg.actor_rollout_ref.rollout.val_kwargs, resolve=True) \
+            if _sel(self.cfg, "actor_rollout_ref.rollout.val_kwargs") is not None else {}
+        metrics, _ = run_validation(self.actor_wg, self.reward_wg, self.val_batches, val_kwargs,
+                                    global_step=self.global_step,
+                                    seed=self._step_seed(self.global_step) + _VAL_SEED_OFFSET)
+        self.last_val_metrics = metrics
+        return metrics
+
+    def train_step(self, batch: DataProto) -> dict[str, Any]:
+        """One RL step on a batch of prompts; returns its metrics (without validation/checkpoint)."""
+        step = self.global_step
+        timings: dict[str, float] = {}
+        metrics: dict[str, Any] = {}
+        with timed("step", timings):
+            batch.non_tensor_batch["uid"] = np.array([f"{step}-{i}" for i in range(len(batch))], dtype=object)
+            gen_in = batch.select(batch_keys=list(GEN_KEYS), non_tensor_batch_keys=[])
+            gen_in.meta_info = {"global_step": step}
+            self.actor_wg.set_rollout_seed(self._step_seed(step))
+            with timed("gen", timings):
+                gen_out = self.actor_wg.generate_sequences(gen_in)
+            worker_timing = gen_out.meta_info.pop("timing", None) or {}
+            if "weight_sync" in worker_timing:
+                metrics["timing_s/weight_sync"] = float(worker_timing["weight_sync"])
+            if len(gen_out) != len(batch) * self.n:
+                raise RuntimeError(f"the rollout returned {len(gen_out)} rows for {len(batch)} prompts x n={self.n}")
+            batch = batch.repeat(self.n, interleave=True)
+            batch.pop(batch_keys=[k for k in GEN_KEYS if k in batch.batch.keys()])
+            batch = batch.union(gen_out)
+            batch.meta_info["global_step"] = step
+
+            with timed("reward", timings):
+                scored = self.reward_wg.compute_score(batch)
+                scored.meta_info.pop("metrics", None)
+                batch = batch.union(scored)
+
+            if not self.on_policy:
+                with timed("old_log_prob", timings):
+                    old = self.actor_wg.compute_log_prob(batch)
+                    batch = batch.union(old)
+                ent = batch.batch["entropys"]
+                mask = batch.batch["response_mask"].float()
+                metrics["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
+
+            if self.uses_ref:
+                with timed("ref", timings):
+                    batch = batch.union(self.actor_wg.compute_ref_log_prob(batch))
+
+            with timed("adv", timings):
+                self._compute_advantage(batch, metrics)
+
+            with timed("update_actor", timings):
+                out = self.actor_wg.update_actor(batch)
+            worker = reduce_metrics(out.meta_info.get("metrics", {}))
+            worker.pop("timing_s/update_actor_worker", None)
+            metrics.update(worker)
+
+            for hook in self.post_update_hooks:
+                hook(self, batch, metrics)
+
+        metrics.update(compute_data_metrics(batch, self.max_response_length))
+        metrics.update(timings)
+        total_tokens = float(batch.batch["attention_mask"].sum())
+        step_time = timings["timing_s/step"]
+        metrics["perf/total_num_tokens"] = total_tokens
+        metrics["perf/time_per_step"] = step_time
+        metrics["perf/throughput"] = total_tokens / max(step_time, 1e-9) / self.world_size
+        return metrics
+
+    def _compute_advantage(self, batch: DataProto, metrics: dict[str, Any]) -> None:
+        b = batch.batch
+        scores = b["token_level_scores"]
+        mask = b["response_mask"]
+        if self.use_kl_in_reward:
+            rewards, kl_metrics = apply_kl_penalty_to_rewards(
+                scores, b["old_log_probs"], b["ref_log_prob"], mask, kl_coef=self.kl_ctrl.value,
+                kl_penalty=str(_sel(self.cfg, "algorithm.kl_penalty", "kl")))
+            self.kl_ctrl.update(kl_metrics["actor/reward_kl_penalty"], n_steps=len(batch) // self.n)
+            metrics.update(kl_metrics)
+        else:
+            rewards = scores
+        kwargs: dict[str, Any] = {}
+        if self.estimator == "grpo":
+            kwargs["norm_adv_by_std_in_grpo"] = bool(_sel(self.cfg, "algorithm.norm_adv_by_std_in_grpo", True))
+        elif self.estimator == "reinforce_plus_plus":
+            kwargs["gamma"] = float(_sel(self.cfg, "algorithm.gamma", 1.0))
+        adv, ret = compute_advantage(self.estimator, rewards, mask, index=batch.non_tensor_batch["uid"], **kwargs)
+        b["token_level_rewards"] = rewards
+        b["advantages"] = adv
+        b["returns"] = ret
+
+    # ------------------------------------------------------------------ the loop
+    def _is_last(self) -> bool:
+        return self.global_step >= self.total_steps
+
+    def fit(self) -> dict[str, Any]:
+        """Set up, (resume,) train to ``total_steps``; returns the last step's metrics."""
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        from relift.utils.seed import set_seed  # noqa: PLC0415
+
+        set_seed(self.seed)
+        self._build_data()
+        self._build_tracker()
+        last: dict[str, Any] = {}
+        try:
+            self._build_workers()
+            resumed = self.load_checkpoint()
+            test_freq = int(_sel(self.cfg, "trainer.test_freq", -1))
+            save_freq = int(_sel(self.cfg, "trainer.save_freq", -1))
+            val_only = bool(_sel(self.cfg, "trainer.val_only", False))
+            if self.val_batches and (val_only or (not resumed and bool(_sel(self.cfg, "trainer.val_before_train",
+                                                                              True)))):
+                val_timings: dict[str, float] = {}
+                with timed("testing", val_timings):
+                    val = self.validate()
+                self.tracker.log({**val, **val_timings}, step=self.global_step)
+                if val_only:
+                    return val
+            if self._is_last():
+                logger.info("already at step %d of %d: nothing to train", self.global_step, self.total_steps)
+                return last
+            bar = tqdm(total=self.total_steps, initial=self.global_step, desc="rl steps", unit="step",
+                       dynamic_ncols=True)
+            done = False
+            steps_per_epoch = max(len(self.train_loader), 1)
+            while not done:  # the loader's sampler moves on to the next epoch by itself
+                for batch in self.train_loader:
+                    self.global_step += 1
+                    self.epoch = (self.global_step - 1) // steps_per_epoch
+                    metrics = self.train_step(batch)
+                    metrics["training/global_step"] = self.global_step
+                    metrics["training/epoch"] = self.epoch
+                    last_step = self._is_last()
+                    if self.val_batches and ((test_freq > 0 and self.global_step % test_freq == 0) or last_step):
+                        timings: dict[str, float] = {}
+                        with timed("testing", timings):
+                            metrics.update(self.validate())
+                        metrics.update(timings)
+                    if (save_freq > 0 and self.global_step % save_freq == 0) or (last_step and save_freq > 0):
+                        timings = {}
+                        with timed("save_checkpoint", timings):
+                            self.save_checkpoint(metrics)
+                        metrics.update(timings)
+                    self.tracker.log(metrics, step=self.global_step)
+                    bar.update(1)
+                    last = metrics
+                    if last_step:
+                        done = True
+                        break
+            bar.close()
+            logger.info("training finished at step %d", self.global_step)
+            return last
+        finally:
+            if self.groups is not None:
+                self.groups.shutdown()
+            if self.tracker is not None:
+                self.tracker.finish()
+
+
+def run(cfg: DictConfig, plan: Any = None) -> dict[str, Any]:
+    """Entry point used by ``python -m trainer.main_rl``: build the trainer and fit."""
+    logging.getLogger("relift").setLevel(logging.INFO)
+    if bool(_sel(cfg, "relift.enable", False)):
+        logger.warning("relift.enable=true: the ReLIFT hook is not wired into this trainer yet; "
+                       "running plain RL (register a post_update_hook to add it)")
+    return RLTrainer(cfg, plan).fit()
