@@ -48,7 +48,7 @@ def test_sft_learns_checkpoints_and_exports(ws, tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "sft"
     _, recs = run(ws, out, **{"trainer.test_freq": 2, "trainer.save_freq": 2, "trainer.val_before_train": True,
-                              "+trainer.export_hf": True})
+                              "trainer.export_hf": True})
     assert [r["step"] for r in recs] == [0, 1, 2, 3, 4]
     losses = [r["train/loss"] for r in recs[1:]]
     assert losses[-1] < losses[0] - 0.5, losses

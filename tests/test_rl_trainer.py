@@ -20,7 +20,7 @@ from trainer.workers_setup import resolve_backend
 
 # rewards the fraction of response characters that are the digit 7: easy to learn, graded
 REWARD_PY = '''
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+def compute_score(data_source, solution_str, ground_truth, extra_info=None):
     s = solution_str
     if not s:
         return {"score": 0.0, "acc": 0.0}

@@ -173,9 +173,19 @@ class RewardWorker(Worker):
         num_workers = self._c("reward.num_workers")
         self.pool = RewardPool(num_workers=None if num_workers is None else int(num_workers),
                                timeout=float(self._c("reward.timeout", 10.0)), custom_reward_fn=custom,
-                               reward_kwargs={"require_think_format": bool(self._c("reward.think_format", False))})
+                               reward_kwargs=self._reward_kwargs(custom is not None))
         logger.info("reward worker %d: %d scoring processes, timeout %.1f s%s", self.rank, self.pool.num_workers,
                     self.pool.timeout, f", custom {custom}" if custom else "")
+
+    def _reward_kwargs(self, custom: bool) -> dict[str, Any]:
+        """Options for the built-in scorers only: a custom function keeps the documented
+        ``fn(data_source, solution_str, ground_truth, extra_info=None)`` signature."""
+        think = bool(self._c("reward.think_format", False))
+        if custom:
+            if think:
+                logger.warning("reward.think_format is ignored with a custom_reward_function")
+            return {}
+        return {"require_think_format": think} if think else {}
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def compute_score(self, data: DataProto) -> DataProto:
