@@ -44,3 +44,22 @@ def ray_local():
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_leftover_placement_groups():
+    """Modules share one 4-CPU Ray instance: a group that a test module did not release (a worker
+    group shut down without ``release_resources=True``, a failing test) must not starve the next
+    module's placement groups. Runs after the module's own fixtures are torn down."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    for pg_id, info in ray.util.placement_group_table().items():
+        if info.get("state") != "REMOVED":
+            ray.util.remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
