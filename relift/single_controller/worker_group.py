@@ -213,7 +213,9 @@ class WorkerGroup:
     # ------------------------------------------------------------------ backend hooks
     def _execute(self, method: str, ranks: list[int], args: list[tuple[Any, ...]],
                  kwargs: list[dict[str, Any]]) -> list[Any]:
+        """Start ``method`` on ``ranks``; returns handles (abstract: RayWorkerGroup and InProcessWorkerGroup)."""
         raise NotImplementedError
 
     def _gather(self, handles: list[Any], ranks: list[int], method: str) -> list[Any]:
+        """Wait for the handles and return results, raising the first failure (abstract, as above)."""
         raise NotImplementedError
