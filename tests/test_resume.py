@@ -111,6 +111,9 @@ def test_ray_backend_world_size_two(ray_local, tmp_path):
     for rec in records[1:]:
         assert rec["critic/score/mean"] >= 0 and math.isfinite(rec["actor/pg_loss"])
         assert rec["perf/total_num_tokens"] > 0
+        # trainer.balance_batch (on by default): the two workers' chunks after reordering
+        assert rec["global_seqlen/balanced_max"] - rec["global_seqlen/balanced_min"] <= 48   # longest row
+        assert rec["global_seqlen/balanced_max"] <= rec["global_seqlen/max"]
     assert "val-core/toy/acc/mean@1" in records[0] and "val-core/toy/acc/mean@1" in records[2]
     assert (out / "global_step_2" / "actor" / "model_world_size_2_rank_1.pt").is_file()
     assert json.loads((out / "global_step_2" / "actor" / "meta.json").read_text())["world_size"] == 2

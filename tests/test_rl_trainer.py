@@ -284,3 +284,35 @@ def test_plot_png_written(tmp_path):
     empty.write_text(json.dumps({"step": 1, "x": 1}) + "\n")
     with pytest.raises(ValueError, match="nothing|no critic"):
         plot_metrics(empty, tmp_path / "x.png")
+
+
+def test_balance_batch_reorders_rows_for_equal_worker_tokens(ws, tmp_path):
+    """Two workers: the rows move (with their uids and scores) so both chunks get 11 tokens, not 19 | 2."""
+    cfg = compose_config("rl_trainer", overrides(ws, tmp_path, **{"trainer.n_gpus_per_node": 2}))
+    trainer = RLTrainer(cfg)
+    lengths = [10, 9, 1, 1]
+    mask = torch.zeros(4, 12, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    batch = DataProto.from_dict({"attention_mask": mask, "token_level_scores": torch.arange(4.0)[:, None]},
+                                {"uid": np.array(["a", "b", "c", "d"], dtype=object)})
+    metrics: dict = {}
+    out = trainer._balance(batch, metrics)
+    assert list(out.non_tensor_batch["uid"]) == ["a", "d", "b", "c"]
+    assert out.batch["token_level_scores"][:, 0].tolist() == [0.0, 3.0, 1.0, 2.0]
+    assert out.batch["attention_mask"].sum(-1).tolist() == [10, 1, 9, 1]
+    assert metrics["global_seqlen/minmax_diff"] == 17.0
+    assert metrics["global_seqlen/balanced_min"] == 10.0 and metrics["global_seqlen/balanced_max"] == 11.0
+    # one worker, or rows the workers cannot share equally: the order is kept and nothing is logged
+    trainer.world_size = 3
+    assert trainer._balance(batch, metrics := {}) is batch and metrics == {}
+
+
+def test_moving_average_by_hand():
+    from trainer.plotting import moving_average
+
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert moving_average([2.0, 4.0], 1) == [2.0, 4.0]
+    assert moving_average([1.0, 2.0, 3.0], 5) == [1.0, 1.5, 2.0]
+    with pytest.raises(ValueError, match="window"):
+        moving_average([1.0], 0)

@@ -1,8 +1,9 @@
 """A PNG of a run's training reward and validation accuracy per step, from its metrics.jsonl.
 
 ``plot_metrics(jsonl_path, out_png)`` draws two panels: the mean training score
-(``critic/score/mean``, with ``critic/acc/mean`` when logged) and every ``val-core/.../acc/mean@n``
-series. Uses matplotlib's Agg backend (no display needed). Also ``python -m trainer.plotting
+(``critic/score/mean``, with ``critic/acc/mean`` when logged and different), drawn faint per step
+with a bold moving average over about a twentieth of the run (one step's reward is noisy), and
+every ``val-core/.../acc/mean@n`` series. Uses matplotlib's Agg backend (no display needed). Also ``python -m trainer.plotting
 metrics.jsonl out.png``.
 """
 
@@ -14,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["read_metrics", "plot_metrics"]
+__all__ = ["read_metrics", "plot_metrics", "moving_average"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,19 @@ def read_metrics(jsonl_path: str | Path) -> list[dict]:
         except ValueError:
             logger.warning("%s line %d is not JSON; skipped", jsonl_path, i + 1)
     return records
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` values (the first points average what there is so far)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def plot_metrics(jsonl_path: str | Path, out_png: str | Path, title: str | None = None) -> Path:
@@ -54,10 +68,17 @@ def plot_metrics(jsonl_path: str | Path, out_png: str | Path, title: str | None 
                 val[key[len("val-core/"):]].append((int(step), float(value)))
     if not train and not val:
         raise ValueError(f"{jsonl_path}: no critic/score/mean or val-core/.../acc/mean@n values to plot")
+    if train.get("critic/acc/mean") == train.get("critic/score/mean"):   # a 0/1 reward: the same curve
+        train.pop("critic/acc/mean", None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, points in train.items():
+    for color, (key, points) in zip(("tab:blue", "tab:orange"), train.items()):
         xs, ys = zip(*sorted(points))
-        axes[0].plot(xs, ys, label=key)
+        window = max(1, len(ys) // 20)
+        axes[0].plot(xs, ys, color=color, alpha=0.3 if window > 1 else 1.0, linewidth=0.8,
+                     label=key if window == 1 else None)
+        if window > 1:
+            axes[0].plot(xs, moving_average(list(ys), window), color=color, linewidth=2,
+                         label=f"{key} ({window}-step mean)")
     axes[0].set_title("training reward")
     axes[0].set_xlabel("step")
     for key, points in val.items():

@@ -29,7 +29,10 @@ so a resumed run draws the same samples as an uninterrupted one.
 
 Backends: ``trainer.backend`` ``auto`` | ``ray`` | ``inprocess`` (see :mod:`trainer.workers_setup`).
 ``trainer.val_before_train`` validates only on a fresh start (a resumed run already has its line).
-``trainer.balance_batch`` is accepted but not applied yet (the rows keep the sampler's order).
+``trainer.balance_batch`` reorders the scored rows before the log-prob and update passes so every
+worker's contiguous chunk holds the same number of rows and near-equal tokens
+(:mod:`relift.utils.seqlen_balancing`); ``global_seqlen/*`` reports the chunks' token sums. With one
+worker, or a row count the workers cannot share equally, the order is kept.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_ad
 from relift.algorithms.kl_control import get_kl_controller
 from relift.protocol import DataProto
 from relift.utils import checkpoint as ckpt
+from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
 from trainer.validation import GEN_KEYS, run_validation
@@ -183,6 +187,7 @@ class RLTrainer:
         self.seed = int(c("trainer.seed", 1))
         nnodes, per_node = int(c("trainer.nnodes", 1)), int(c("trainer.n_gpus_per_node", 1))
         self.world_size = nnodes * per_node
+        self.balance_batch = bool(c("trainer.balance_batch", True))
 
     # ------------------------------------------------------------------ setup
     def _build_data(self) -> None:
@@ -355,6 +360,9 @@ class RLTrainer:
                 scored.meta_info.pop("metrics", None)
                 batch = batch.union(scored)
 
+            if self.balance_batch:
+                batch = self._balance(batch, metrics)
+
             if not self.on_policy:
                 with timed("old_log_prob", timings):
                     old = self.actor_wg.compute_log_prob(batch)
@@ -387,6 +395,19 @@ class RLTrainer:
         metrics["perf/time_per_step"] = step_time
         metrics["perf/throughput"] = total_tokens / max(step_time, 1e-9) / self.world_size
         return metrics
+
+    def _balance(self, batch: DataProto, metrics: dict[str, Any]) -> DataProto:
+        """Reorder rows so the workers' chunks carry near-equal tokens (rows grouped by uid stay valid)."""
+        k = self.world_size
+        if k <= 1 or len(batch) % k:
+            return batch
+        seqlens = batch.batch["attention_mask"].sum(dim=-1).tolist()
+        order = balance_permutation(seqlens, k)
+        metrics.update(partition_stats(seqlens, k))
+        balanced = partition_stats(seqlens, k, order)
+        metrics["global_seqlen/balanced_min"] = balanced["global_seqlen/min"]
+        metrics["global_seqlen/balanced_max"] = balanced["global_seqlen/max"]
+        return batch.reorder(order)
 
     def _compute_advantage(self, batch: DataProto, metrics: dict[str, Any]) -> None:
         b = batch.batch

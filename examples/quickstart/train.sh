@@ -34,10 +34,11 @@ LAYERS="${LAYERS:-3}"
 SFT_STEPS="${SFT_STEPS:-400}"
 SFT_BATCH="${SFT_BATCH:-64}"
 SFT_LR="${SFT_LR:-3e-3}"
-RL_STEPS="${RL_STEPS:-150}"
+RL_STEPS="${RL_STEPS:-200}"
 RL_BATCH="${RL_BATCH:-32}"           # prompts per step
 RL_N="${RL_N:-8}"                    # samples per prompt
 RL_LR="${RL_LR:-2e-4}"
+RL_WARMUP="${RL_WARMUP:-20}"         # linear warmup steps: softens the first Adam steps
 RL_TEST_FREQ="${RL_TEST_FREQ:-25}"
 VAL_N="${VAL_N:-4}"
 VAL_TEMPERATURE="${VAL_TEMPERATURE:-1.0}"
@@ -87,7 +88,8 @@ stamp "4/5 GRPO ($RL_STEPS steps x $RL_BATCH prompts x $RL_N samples) -> $OUT_DI
     actor_rollout_ref.rollout.val_kwargs.do_sample=true \
     actor_rollout_ref.actor.ppo_mini_batch_size="$RL_BATCH" \
     actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=$(( RL_BATCH * RL_N )) \
-    actor_rollout_ref.actor.optim.lr="$RL_LR" actor_rollout_ref.actor.optim.weight_decay=0.0 \
+    actor_rollout_ref.actor.optim.lr="$RL_LR" actor_rollout_ref.actor.optim.lr_warmup_steps="$RL_WARMUP" \
+    actor_rollout_ref.actor.optim.weight_decay=0.0 \
     'actor_rollout_ref.actor.optim.betas=[0.9,0.99]' \
     algorithm.adv_estimator=grpo \
     trainer.total_training_steps="$RL_STEPS" trainer.total_epochs=100 trainer.test_freq="$RL_TEST_FREQ" \
