@@ -8,8 +8,9 @@
 # (2) a tiny random Qwen2 model (relift.models.tiny); (3) SFT warm start on the demonstrations
 # (trainer.main_offline, exports $OUT_DIR/sft/hf); (4) GRPO from the SFT model (trainer.main_rl,
 # validates before training, every RL_TEST_FREQ steps and at the end, metrics in
-# $OUT_DIR/rl/metrics.jsonl); (5) a table of validation accuracy after SFT vs after RL and a PNG of
-# reward and validation accuracy per step (examples/quickstart/report.py).
+# $OUT_DIR/rl/metrics.jsonl, the final policy also as a transformers folder in
+# $OUT_DIR/rl/global_step_$RL_STEPS/actor/huggingface); (5) a table of validation accuracy after
+# SFT vs after RL and a PNG of reward and validation accuracy per step (examples/quickstart/report.py).
 #
 # Environment: OUT_DIR (default outputs/quickstart/seed$SEED), SEED (model init, sampling; default 1),
 # BACKEND (auto | inprocess | ray), REUSE_SFT=1 (skip stages 1-3 when $OUT_DIR/sft/hf exists: RL only),
@@ -94,6 +95,7 @@ stamp "4/5 GRPO ($RL_STEPS steps x $RL_BATCH prompts x $RL_N samples) -> $OUT_DI
     algorithm.adv_estimator=grpo \
     trainer.total_training_steps="$RL_STEPS" trainer.total_epochs=100 trainer.test_freq="$RL_TEST_FREQ" \
     trainer.val_before_train=true trainer.save_freq="$RL_STEPS" \
+    'actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]' \
     trainer.default_local_dir="$OUT_DIR/rl" trainer.resume_mode=disable trainer.seed="$SEED" \
     trainer.device=cpu trainer.backend="$BACKEND" trainer.logger='[console,jsonl]' \
     trainer.experiment_name="quickstart-rl-seed$SEED" "$@"
