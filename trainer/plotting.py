@@ -3,8 +3,8 @@
 ``plot_metrics(jsonl_path, out_png)`` draws two panels: the mean training score
 (``critic/score/mean``, with ``critic/acc/mean`` when logged and different), drawn faint per step
 with a bold moving average over about a twentieth of the run (one step's reward is noisy), and
-every ``val-core/.../acc/mean@n`` series. Uses matplotlib's Agg backend (no display needed). Also ``python -m trainer.plotting
-metrics.jsonl out.png``.
+every ``val-core/.../acc/mean@n`` series. Uses matplotlib's Agg backend (no display needed).
+Also ``python -m trainer.plotting metrics.jsonl out.png``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@
   (neither ``ray_init.address`` nor ``$RAY_ADDRESS`` set), ``ray`` otherwise.
 
 The policy worker is :class:`TrainerActorWorker`, the :class:`ActorRolloutRefWorker` plus one
-method the trainers need for exact resume: ``set_rollout_seed(seed)`` reseeds the rollout engine's
-sampling generator. The RL trainer calls it before every generation with a seed derived from
+method the trainers need for exact resume: ``set_rollout_seed(seed)`` reseeds the rollout engine
+(HF: its torch generator; vLLM: one request seed per prompt). The RL trainer calls it before every generation with a seed derived from
 (``trainer.seed``, global step), so what a step samples depends only on the weights and the step
-number, never on how many runs it took to get there (the engine's generator is not in the worker's
+number, never on how many runs it took to get there (the engine's RNG is not in the worker's
 checkpoint). When a reference policy is needed it lives in the same worker (role
 ``actor_rollout_ref``): one process per device, as verl colocates them. The reward worker is a
 separate group of one worker (its scoring processes do the parallel work).
@@ -43,12 +43,10 @@ class TrainerActorWorker(ActorRolloutRefWorker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_rollout_seed(self, seed: int) -> bool:
-        """Reseed this rank's sampling generator with ``seed + rank``; False when the engine has none."""
-        gen = getattr(self.rollout, "generator", None)
-        if gen is None:
+        """Reseed this rank's rollout engine with ``seed + rank``; False when the engine cannot be reseeded."""
+        if self.rollout is None:
             return False
-        gen.manual_seed(int(seed) + int(self.rank))
-        return True
+        return bool(self.rollout.reseed(int(seed) + int(self.rank)))
 
 
 def resolve_backend(requested: str | None, world_size: int, ray_address: str | None = None) -> str:

@@ -228,6 +228,14 @@ class BaseRollout(abc.ABC):
     def update_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load a FULL (unsharded) state dict of the actor in one call (HF parameter names)."""
 
+    def reseed(self, seed: int) -> bool:
+        """Make the next calls' sampling a function of ``seed`` alone; False when the engine cannot.
+
+        The RL trainer reseeds before every step from (``trainer.seed``, step), so a resumed run
+        samples what the uninterrupted one did (the engine's own RNG is not in any checkpoint).
+        """
+        return False
+
     def sleep(self) -> None:
         """Free accelerator memory between rollouts (no-op unless the engine supports it)."""
 

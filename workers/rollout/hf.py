@@ -113,6 +113,11 @@ class HFRollout(BaseRollout):
         self.generator = torch.Generator(device=device if device.type != "meta" else "cpu")
         self.generator.manual_seed(int(self.config.seed))
 
+    def reseed(self, seed: int) -> bool:
+        """Reset the sampling generator (every token draw of later calls depends on it)."""
+        self.generator.manual_seed(int(seed))
+        return True
+
     # ------------------------------------------------------------------------------ weights
 
     @torch.no_grad()

@@ -42,9 +42,14 @@ import torch
 from relift.protocol import DataProto
 from workers.rollout.base import BaseRollout, RolloutConfig, SamplingSettings, build_rollout_output, resolve_token_ids
 
-__all__ = ["VLLMRollout", "unpad_prompt_ids"]
+__all__ = ["VLLMRollout", "request_seed", "unpad_prompt_ids"]
 
 logger = logging.getLogger(__name__)
+
+
+def request_seed(seed: int, index: int) -> int:
+    """The vLLM seed of prompt ``index`` in a call reseeded with ``seed`` (distinct for index < 1e6)."""
+    return (int(seed) * 1_000_003 + int(index)) % (2**31 - 1)
 
 
 def unpad_prompt_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[list[int]]:
@@ -108,8 +113,14 @@ class VLLMRollout(BaseRollout):
         self.free_cache_engine = kwargs["enable_sleep_mode"]
         self.sleep_level = int(extra.get("sleep_level", 1))
         self._asleep = False
+        self._request_seed: int | None = None
         if self.free_cache_engine:
             self.sleep()
+
+    def reseed(self, seed: int) -> bool:
+        """Seed every later request: prompt ``i`` of a call samples with ``request_seed(seed, i)``."""
+        self._request_seed = int(seed)
+        return True
 
     # ------------------------------------------------------------------------------ memory
 
@@ -157,7 +168,7 @@ class VLLMRollout(BaseRollout):
 
     # ------------------------------------------------------------------------------ generation
 
-    def _sampling_params(self, settings: SamplingSettings, eos_ids: list[int]):
+    def _sampling_params(self, settings: SamplingSettings, eos_ids: list[int], seed: int | None = None):
         from vllm import SamplingParams
 
         kwargs: dict[str, Any] = {
@@ -172,6 +183,8 @@ class VLLMRollout(BaseRollout):
         else:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p,
                           top_k=settings.top_k if settings.top_k > 0 else -1)
+            if seed is not None:
+                kwargs["seed"] = seed
         return SamplingParams(**kwargs)
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
@@ -181,8 +194,13 @@ class VLLMRollout(BaseRollout):
         if self._asleep:
             self.wake_up()
         prompt_ids = unpad_prompt_ids(prompts.batch["input_ids"], prompts.batch["attention_mask"])
+        if self._request_seed is None or settings.greedy:
+            params: Any = self._sampling_params(settings, eos_ids)
+        else:  # one seed per prompt: a shared seed would give every prompt the same random stream
+            params = [self._sampling_params(settings, eos_ids, request_seed(self._request_seed, i))
+                      for i in range(len(prompt_ids))]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids],
-                                    sampling_params=self._sampling_params(settings, eos_ids), use_tqdm=False)
+                                    sampling_params=params, use_tqdm=False)
         responses: list[list[int]] = []
         log_probs: list[list[float]] | None = [] if settings.calculate_log_probs else None
         for request in outputs:  # vLLM returns requests in input order, n completions each
