@@ -417,10 +417,3 @@ def test_run_main_hands_config_and_plan_to_the_trainer(files, monkeypatch, capsy
     assert isinstance(seen["off"][1], OfflinePlan)
     assert main_rl.run_main(rl_cfg(files, "data.train_batch_size=6")) == 2
     assert "data.train_batch_size (6)" in capsys.readouterr().err
-
-
-def test_missing_trainer_module_says_so():
-    from trainer.main_rl import _import_trainer
-
-    with pytest.raises(ModuleNotFoundError, match="trainer.no_such_trainer is not in this checkout yet"):
-        _import_trainer("trainer.no_such_trainer")

@@ -27,13 +27,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from trainer.entry import EXIT_BAD_CONFIG
 from trainer.plan import PlanError, check_custom_reward, check_files, ConfigChecker
 
 __all__ = ["EvalSample", "collect_samples", "evaluate", "records_from_scores", "run_main", "summarize"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_BAD_CONFIG = 2
 SCORE_BATCH = 2048  # responses per RewardPool.score call (one progress-bar step)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from trainer.entry import EXIT_BAD_CONFIG
 from trainer.plan import (ConfigChecker, PlanError, check_devices_available, check_files, check_model_path, max_positions,
                           render_plan)
 
@@ -43,7 +44,6 @@ __all__ = ["GenerationPlan", "PartStore", "build_generation_plan", "build_prompt
 
 logger = logging.getLogger(__name__)
 
-EXIT_BAD_CONFIG = 2
 MAX_DERIVED_RESPONSE_LENGTH = 32768
 MANIFEST_VERSION = 1
 _BACKENDS = ("auto", "ray", "inprocess")

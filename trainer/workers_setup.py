@@ -9,8 +9,8 @@
 
 The policy worker is :class:`TrainerActorWorker`, the :class:`ActorRolloutRefWorker` plus one
 method the trainers need for exact resume: ``set_rollout_seed(seed)`` reseeds the rollout engine
-(HF: its torch generator; vLLM: one request seed per prompt). The RL trainer calls it before every generation with a seed derived from
-(``trainer.seed``, global step), so what a step samples depends only on the weights and the step
+(HF: its torch generator; vLLM: one request seed per prompt). The RL trainer calls it before every
+generation with a seed derived from (``trainer.seed``, global step), so what a step samples depends only on the weights and the step
 number, never on how many runs it took to get there (the engine's RNG is not in the worker's
 checkpoint). When a reference policy is needed it lives in the same worker (role
 ``actor_rollout_ref``): one process per device, as verl colocates them. The reward worker is a
