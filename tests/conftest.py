@@ -60,6 +60,12 @@ def _release_leftover_placement_groups():
     from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup
 
+    leaked = []
     for pg_id, info in ray.util.placement_group_table().items():
         if info.get("state") != "REMOVED":
+            leaked.append(info.get("name") or pg_id)
             ray.util.remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
+    if leaked:  # shown in pytest's warnings summary: the module should shut its groups down itself
+        import warnings
+
+        warnings.warn(f"released placement groups a test module left behind: {sorted(leaked)}", stacklevel=1)

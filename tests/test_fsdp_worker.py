@@ -382,7 +382,7 @@ def test_world_size_two_matches_one(ray_local, tiny_model, tmp_path, local_group
         assert group.load_checkpoint(str(tmp_path / "actor")) == [3, 3]
         torch.testing.assert_close(group.compute_log_prob(data).batch["old_log_probs"], after2, atol=0, rtol=0)
     finally:
-        group.shutdown()
+        group.shutdown(release_resources=True)
         ref_group.shutdown()
 
 

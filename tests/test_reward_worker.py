@@ -159,4 +159,4 @@ def test_reward_worker_in_a_ray_actor(ray_local, tokenizer, tmp_path):
         assert list(out.non_tensor_batch["pred"]) == ["12", "3"]
         group.close_pool()
     finally:
-        group.shutdown()
+        group.shutdown(release_resources=True)

@@ -209,6 +209,15 @@ def test_inprocess_process_group_world_one_and_simulated_refusal():
         assert dist.get_backend() == "gloo" and dist.get_world_size() == 1
         assert wg.reduce(1.0) == [1.0]  # a second init is a no-op
     finally:
+        wg.shutdown()                   # the group leaves the process group its worker created
+    assert not dist.is_initialized()
+    bystander = InProcessWorkerGroup(Dist)
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    try:
+        assert bystander.reduce(3.0) == [3.0]
+        bystander.shutdown()            # it joined a group someone else made: that one stays
+        assert dist.is_initialized()
+    finally:
         dist.destroy_process_group()
     sim = InProcessWorkerGroup(Dist, world_size=2)
     with pytest.raises(WorkerGroupError, match="simulates 2 ranks in one process"):

@@ -68,4 +68,9 @@ class InProcessWorkerGroup(WorkerGroup):
         return list(handles)
 
     def shutdown(self) -> None:
+        """Drop the workers, leaving the torch process group one of them created (the driver lives on)."""
+        for worker in self._workers:
+            destroy = getattr(worker, "destroy_process_group", None)
+            if destroy is not None:
+                destroy()
         self._workers.clear()

@@ -201,4 +201,22 @@ class Worker:
         dist.init_process_group(backend=backend, init_method=f"tcp://{info.master_addr}:{info.master_port}",
                                 rank=info.rank, world_size=info.world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
+        self._relift_owns_process_group = True
         return backend
+
+    def destroy_process_group(self) -> bool:
+        """Leave the process group this worker created (no-op otherwise); returns True when it did.
+
+        A Ray actor's group dies with its process; an in-process worker shares the driver's process,
+        so its group calls this on shutdown, and the next trainer in the same process (a notebook, a
+        test session) starts clean.
+        """
+        import torch.distributed as dist
+
+        if not getattr(self, "_relift_owns_process_group", False):
+            return False
+        self._relift_owns_process_group = False
+        if not dist.is_initialized():
+            return False
+        dist.destroy_process_group()
+        return True
