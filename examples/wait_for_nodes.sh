@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wait until the running Ray cluster has NNODES alive nodes (used by the */train_2nodes.sh recipes).
+# Wait until the running Ray cluster has NNODES alive nodes (used by examples/common/on_nodes.sh).
 #
 # Joins RAY_ADDRESS, or the `ray start` cluster on this machine (address "auto"); never starts a new
 # one. Gives up after WAIT_NODES_TIMEOUT seconds [600] with a message saying how many nodes joined.

@@ -76,7 +76,7 @@ def test_single_node_recipe_plans(script, tp, data):
 
 
 def test_two_node_recipes_plan_world_size_16(data):
-    for script in ("math-7b/train_2nodes.sh", "7b/train_2nodes.sh"):
+    for script in ("math-1.5b/train_2nodes.sh", "math-7b/train_2nodes.sh", "7b/train_2nodes.sh"):
         res = run_recipe(script, data, *DRY)
         assert res.returncode == 0, (script, res.stderr)
         assert plan_value(res.stdout, "world size") == "16"
@@ -110,3 +110,10 @@ def test_wait_for_nodes_fails_fast_on_an_unreachable_cluster(data):
     assert res.returncode == 1
     assert "the Ray cluster at 127.0.0.1:1 (from RAY_ADDRESS) does not answer" in res.stderr
     assert "examples/ray_connect.sh" in res.stderr
+
+
+def test_on_nodes_needs_a_recipe(data):
+    res = subprocess.run(["bash", str(REPO / "examples" / "common" / "on_nodes.sh"), "no/such/train.sh"],
+                         env={**os.environ, "PYTHON": sys.executable}, cwd=data["home"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and "usage: bash examples/common/on_nodes.sh" in res.stderr
