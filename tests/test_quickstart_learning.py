@@ -179,9 +179,25 @@ def test_report_needs_a_step_zero_validation(tmp_path):
 # ----------------------------------------------------------------------------- learning
 # The quickstart with its defaults but 100 GRPO steps instead of 200 and 2 validation samples instead
 # of 4. The RL learning rate is constant after its warmup, so these are the first 100 steps of the full
-# run. Over those steps the mean training reward of the last 20 beat the first 20 by 0.100, 0.056 and
-# 0.084 for seeds 1, 2, 3 (docs/quickstart.md); 40 steps were not enough (seed 2 did not rise).
+# run. The least-squares line through their training rewards rose by 0.118, 0.089 and 0.124 over the 100
+# steps for seeds 1, 2, 3 (docs/quickstart.md); one step's reward is noisy (sd ~0.05), the fitted rise
+# much less (sd ~0.02). 40 steps were not enough (seed 2 did not rise).
 CI_ENV = {"SEED": "1", "RL_STEPS": "100", "RL_TEST_FREQ": "100", "VAL_N": "2"}
+
+
+def fitted_rise(values: list[float]) -> float:
+    """Slope of the least-squares line through ``values`` (one per step) times the number of steps."""
+    n = len(values)
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    cov = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    var = sum((i - mean_x) ** 2 for i in range(n))
+    return cov / var * n
+
+
+def test_fitted_rise_by_hand():
+    assert fitted_rise([0.0, 1.0, 2.0, 3.0]) == pytest.approx(4.0)       # slope 1 x 4 steps
+    assert fitted_rise([1.0, 0.0, 1.0, 0.0]) == pytest.approx(-0.8)      # slope -0.2 x 4
+    assert fitted_rise([0.5] * 10) == 0.0
 
 
 @pytest.mark.slow
@@ -195,9 +211,8 @@ def test_quickstart_script_runs_and_grpo_raises_the_reward(tmp_path):
     recs = report.read_jsonl(out / "rl" / "metrics.jsonl")
     scores = [r["critic/score/mean"] for r in recs if "critic/score/mean" in r]
     assert len(scores) == int(CI_ENV["RL_STEPS"])
-    k = 20
-    first, last = sum(scores[:k]) / k, sum(scores[-k:]) / k
-    assert last > first + 0.04, f"reward did not rise: first {k} steps {first:.3f}, last {k} steps {last:.3f}"
+    rise = fitted_rise(scores)
+    assert rise > 0.04, f"reward did not rise: fitted rise {rise:.3f} over {len(scores)} steps: {scores}"
     results = json.loads((out / "results.json").read_text())
     assert results["sft_step"] == 0 and results["rl_step"] == int(CI_ENV["RL_STEPS"])
     assert 0.0 < results["sft_acc"] < 1.0
