@@ -24,8 +24,8 @@ EXIT_BAD_CONFIG = 2
 def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Any], trainer_module: str) -> int:
     """Build and print the plan, then ``<trainer_module>.run(cfg, plan)`` unless ``trainer.dry_run``.
 
-    The trainer module is imported only after the plan passed: a dry run never imports the trainer or its workers.
-    Returns the exit status.
+    The trainer module is imported only after the plan passed: a dry run never imports the trainer
+    or its workers. Returns the exit status.
     """
     try:
         plan = build_plan(cfg, dataset_len=count_parquet_rows(cfg.data.get("train_files")))

@@ -7,8 +7,9 @@ another. ``trainer.balance_batch`` reorders the rows first so each chunk holds t
 and close to the same number of tokens.
 
 The partition is the greedy "longest first" heuristic with a size cap: rows sorted by length, each
-goes to the least-loaded partition that still has room. With equal sizes the gap between the heaviest
-and the lightest partition is at most the longest row (see the tests), which is all a step needs.
+goes to the least-loaded partition that still has room. The gap between the heaviest and the
+lightest partition stayed within the longest row on every one of 2000 random batches the tests draw,
+which is all a step needs.
 """
 
 from __future__ import annotations
