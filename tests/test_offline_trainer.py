@@ -71,9 +71,15 @@ def test_sft_resume_continues_the_same_losses(ws, tmp_path):
     _, full = run(ws, tmp_path / "full", **{"trainer.save_freq": 2})
     # the same run stopped after step 2 (constant lr: the schedule does not depend on the total)...
     run(ws, tmp_path / "cut", **{"trainer.save_freq": 2, "trainer.total_training_steps": 2})
-    # ...then resumed to step 4
+    # a kill between the checkpoint commit and the step's metrics line loses that line: drop it
+    log = tmp_path / "cut" / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 2
+    log.write_text("\n".join(lines[:-1]) + "\n")
+    # ...then resumed to step 4: step 2's line comes back from the checkpoint's driver state
     _, resumed = run(ws, tmp_path / "cut", **{"trainer.save_freq": 2})
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    assert resumed[1]["train/loss"] == pytest.approx(full[1]["train/loss"], rel=1e-5)
     for a, b in zip(full[2:], resumed[2:]):
         assert math.isclose(a["train/loss"], b["train/loss"], rel_tol=1e-5), (a["step"], a["train/loss"], b["train/loss"])
         assert math.isclose(a["val/loss"] if "val/loss" in a else 0, b.get("val/loss", 0), rel_tol=1e-5)

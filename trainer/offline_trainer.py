@@ -34,10 +34,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from relift.algorithms.losses import dpo_loss, redi_loss, simpo_loss
 from relift.protocol import DataProto
-from relift.utils import checkpoint as ckpt
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
-from trainer.rl_trainer import reduce_metrics, resolve_resume_dir
+from trainer.rl_trainer import reduce_metrics
+from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
 
 __all__ = ["OfflineTrainer", "run", "to_actor_layout", "to_pair_layout"]
 
@@ -235,32 +235,20 @@ class OfflineTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
-        root = Path(self.local_dir)
-        ckpt.cleanup_staging(root)
-        stage = ckpt.begin_checkpoint(root, self.global_step)
-        self.actor_wg.save_checkpoint(str(stage / "actor"), global_step=self.global_step)
-        ckpt.save_driver_state(stage, {"global_step": self.global_step, "epoch": self.epoch,
-                                       "dataloader": self.train_loader.state_dict(), "rng": ckpt.get_rng_state(),
-                                       "metrics": {k: v for k, v in step_metrics.items()
-                                                   if isinstance(v, (int, float))}})
+        """Atomic save of the policy workers and the driver state for ``self.global_step``."""
         keep = _sel(self.cfg, "trainer.max_ckpt_to_keep")
-        return ckpt.commit_checkpoint(root, self.global_step, max_to_keep=None if keep is None else int(keep))
+        return save_run_checkpoint(self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader,
+                                   step_metrics, max_to_keep=None if keep is None else int(keep))
 
     def load_checkpoint(self) -> bool:
-        mode = str(_sel(self.cfg, "trainer.resume_mode", "auto"))
-        path = resolve_resume_dir(mode, self.local_dir, _sel(self.cfg, "trainer.resume_from_path"))
-        if path is None:
+        """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
+        state = load_run_checkpoint(str(_sel(self.cfg, "trainer.resume_mode", "auto")), self.local_dir,
+                                    _sel(self.cfg, "trainer.resume_from_path"), self.actor_wg, self.train_loader,
+                                    self.tracker)
+        if state is None:
             return False
-        logger.info("resuming from %s", path)
-        self.actor_wg.load_checkpoint(str(path / "actor"))
-        state = ckpt.load_driver_state(path)
-        self.global_step = int(state.get("global_step", 0))
+        self.global_step = state["global_step"]
         self.epoch = int(state.get("epoch", 0))
-        if state.get("dataloader") is not None:
-            self.train_loader.load_state_dict(state["dataloader"])
-        if state.get("rng") is not None:
-            ckpt.set_rng_state(state["rng"])
-        self.tracker.truncate_after(self.global_step)
         return True
 
     # ------------------------------------------------------------------ the loop

@@ -52,10 +52,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_advantage
 from relift.algorithms.kl_control import get_kl_controller
 from relift.protocol import DataProto
-from relift.utils import checkpoint as ckpt
 from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
+from trainer.run_checkpoint import load_run_checkpoint, resolve_resume_dir, save_run_checkpoint
 from trainer.validation import GEN_KEYS, run_validation
 
 __all__ = ["RLTrainer", "run", "compute_data_metrics", "reduce_metrics", "resolve_resume_dir", "Hook"]
@@ -127,33 +127,6 @@ def compute_data_metrics(batch: DataProto, max_response_length: int) -> dict[str
     metrics["reward/timeouts"] = float(sum(bool(v) for v in nt.get("reward_timeout", [])))
     metrics["reward/errors"] = float(sum(bool(v) for v in nt.get("reward_error", [])))
     return metrics
-
-
-def resolve_resume_dir(mode: str, root: str | Path, resume_path: str | None) -> Path | None:
-    """The checkpoint dir to resume from (``global_step_N``), or None to start fresh."""
-    if mode == "disable":
-        return None
-    if mode == "auto":
-        return ckpt.latest_checkpoint(root)
-    if mode == "resume_path":
-        if not resume_path:
-            raise ValueError("trainer.resume_mode=resume_path needs trainer.resume_from_path=<.../global_step_N>")
-        path = Path(resume_path).expanduser()
-        if not (path / "actor").is_dir():
-            raise ckpt.CheckpointError(f"trainer.resume_from_path={resume_path}: no actor/ checkpoint in it "
-                                       "(expected a committed global_step_N directory)")
-        return path
-    raise ValueError(f"trainer.resume_mode={mode!r}; expected auto, disable or resume_path")
-
-
-def _step_of(path: Path) -> int:
-    name = path.name
-    if name.startswith("global_step_"):
-        try:
-            return int(name[len("global_step_"):])
-        except ValueError:
-            pass
-    return int(ckpt.read_meta(path / "actor").get("global_step", 0))
 
 
 class RLTrainer:
@@ -266,56 +239,26 @@ class RLTrainer:
 
     def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
         """Atomic save of the policy workers and the driver state for ``self.global_step``."""
-        root = Path(self.local_dir)
-        ckpt.cleanup_staging(root)
-        stage = ckpt.begin_checkpoint(root, self.global_step)
-        self.actor_wg.save_checkpoint(str(stage / "actor"), global_step=self.global_step)
-        ckpt.save_driver_state(stage, {
-            "global_step": self.global_step, "epoch": self.epoch,
-            "dataloader": self.train_loader.state_dict(),
-            "kl_ctrl": self.kl_ctrl.state_dict() if self.kl_ctrl is not None else None,
-            "rng": ckpt.get_rng_state(), "hooks": self.hook_state(),
-            "metrics": {k: v for k, v in step_metrics.items() if isinstance(v, (int, float))},
-        })
         keep = _sel(self.cfg, "trainer.max_actor_ckpt_to_keep")
-        path = ckpt.commit_checkpoint(root, self.global_step, max_to_keep=None if keep is None else int(keep))
-        logger.info("checkpoint for step %d committed at %s", self.global_step, path)
-        return path
+        return save_run_checkpoint(
+            self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader, step_metrics,
+            max_to_keep=None if keep is None else int(keep),
+            extra={"kl_ctrl": self.kl_ctrl.state_dict() if self.kl_ctrl is not None else None,
+                   "hooks": self.hook_state()})
 
     def load_checkpoint(self) -> bool:
         """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
-        mode = str(_sel(self.cfg, "trainer.resume_mode", "auto"))
-        path = resolve_resume_dir(mode, self.local_dir, _sel(self.cfg, "trainer.resume_from_path"))
-        if path is None:
-            logger.info("starting from scratch (resume_mode=%s, no checkpoint used)", mode)
+        state = load_run_checkpoint(str(_sel(self.cfg, "trainer.resume_mode", "auto")), self.local_dir,
+                                    _sel(self.cfg, "trainer.resume_from_path"), self.actor_wg, self.train_loader,
+                                    self.tracker)
+        if state is None:
             return False
-        step = _step_of(path)
-        logger.info("resuming from %s (step %d)", path, step)
-        self.actor_wg.load_checkpoint(str(path / "actor"))
-        state = ckpt.load_driver_state(path)
-        self.global_step = int(state.get("global_step", step))
+        self.global_step = state["global_step"]
         self.epoch = int(state.get("epoch", 0))
-        if state.get("dataloader") is not None:
-            self.train_loader.load_state_dict(state["dataloader"])
         if self.kl_ctrl is not None and state.get("kl_ctrl"):
             self.kl_ctrl.load_state_dict(state["kl_ctrl"])
-        if state.get("rng") is not None:
-            ckpt.set_rng_state(state["rng"])
         self._load_hook_state(state.get("hooks") or {})
-        self.tracker.truncate_after(self.global_step)
-        self._relog_missing_step(state.get("metrics") or {})
         return True
-
-    def _relog_missing_step(self, metrics: dict[str, Any]) -> None:
-        """A kill between the commit and the metrics line loses that line: write it from the state."""
-        path = self.tracker.jsonl_path
-        if path is None or not metrics or self.global_step == 0:
-            return
-        import json  # noqa: PLC0415
-
-        steps = [json.loads(line).get("step") for line in path.read_text().splitlines() if line.strip()]
-        if self.global_step not in steps:
-            self.tracker.backends["jsonl"].log(metrics, self.global_step)
 
     # ------------------------------------------------------------------ the step
     def _step_seed(self, step: int) -> int:
