@@ -106,6 +106,25 @@ def token_lengths(tokenizer: Any, texts: Sequence[str], batch_size: int = 1024, 
     return out
 
 
+def open_completion_table(data_files: Any, tokenizer: Any, max_length: int, truncation: str,
+                          columns: Sequence[str], what: str) -> Any:
+    """The checks a prompt + completion dataset (SFT, preference pairs) makes, then its parquet table.
+
+    Fails early, before any row is tokenised: a non-positive ``max_length``, an unknown truncation
+    mode, a tokenizer without pad/eos tokens (sequences end in EOS and pad with pad), missing columns.
+    """
+    from relift.data.io import read_parquet_files  # noqa: PLC0415
+
+    if max_length <= 0:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    check_truncation(truncation)
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer needs pad and eos tokens; load it with relift.models.loading.load_tokenizer")
+    table = read_parquet_files(data_files)
+    table.require_columns(list(columns), what)
+    return table
+
+
 def check_truncation(mode: str, allowed: Sequence[str] = TRUNCATION_MODES, key: str = "truncation") -> str:
     if mode not in allowed:
         raise ValueError(f"{key} must be one of {list(allowed)}, got {mode!r}")

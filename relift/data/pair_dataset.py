@@ -21,9 +21,9 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from relift.data.common import (build_completion_sequence, check_truncation, config_from_mapping, encode,
+from relift.data.common import (build_completion_sequence, config_from_mapping, encode, open_completion_table,
                                 select_within_limit, token_lengths)
-from relift.data.io import ParquetTable, as_text, read_parquet_files
+from relift.data.io import ParquetTable, as_text
 from relift.data.sft_dataset import prompt_text
 
 __all__ = ["PairDataConfig", "PairDataset"]
@@ -51,16 +51,11 @@ class PairDataset(Dataset):
     def __init__(self, data_files: str | os.PathLike | Iterable[str | os.PathLike], tokenizer: Any,
                  config: Any = None, **overrides: Any) -> None:
         self.config = cfg = config_from_mapping(PairDataConfig, config, **overrides)
-        if cfg.max_length <= 0:
-            raise ValueError(f"max_length must be positive, got {cfg.max_length}")
-        check_truncation(cfg.truncation)
-        if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
-            raise ValueError("tokenizer needs pad and eos tokens; load it with relift.models.loading.load_tokenizer")
+        self.table: ParquetTable = open_completion_table(data_files, tokenizer, cfg.max_length, cfg.truncation,
+                                                         [cfg.prompt_key, cfg.chosen_key, cfg.rejected_key], "preference-pair dataset")
         self.tokenizer = tokenizer
         self.pad_id = int(tokenizer.pad_token_id)
         self.eos_id = int(tokenizer.eos_token_id)
-        self.table: ParquetTable = read_parquet_files(data_files)
-        self.table.require_columns([cfg.prompt_key, cfg.chosen_key, cfg.rejected_key], "preference-pair dataset")
 
         n = len(self.table)
         texts = [self._texts(i) for i in range(n)]
