@@ -124,9 +124,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     arr.actor.optim.lr = 1e-6
     cfg.data.max_prompt_length = args.prompt_length
     cfg.data.max_response_length = args.response_length
+    cfg.data.train_batch_size = args.batch
+    from trainer.plan import build_policy_worker_spec
+
+    spec = build_policy_worker_spec(cfg, total_steps=args.steps + 1)
 
     start = time.perf_counter()
-    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, cfg, "actor"))
+    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, spec, "actor"))
     group.init_model()
     init_s = time.perf_counter() - start
     hf_config = group.workers[0].actor_module.config

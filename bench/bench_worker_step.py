@@ -61,8 +61,17 @@ def build_config(model_path: Path, args: argparse.Namespace):
     arr.actor.ppo_mini_batch_size = args.prompts
     arr.actor.ppo_micro_batch_size_per_gpu = args.micro_batch
     arr.actor.use_kl_loss = True
-    cfg.reward.num_workers = 1
+    cfg.data.train_batch_size = args.prompts
+    cfg.trainer.n_gpus_per_node = args.world_size
+    cfg.trainer.device = "cpu"
     return cfg
+
+
+def reward_spec():
+    from relift.spec import RewardSpec
+
+    return RewardSpec(num_workers=1, timeout=10.0, think_format=False, custom_reward_function=None,
+                      reward_fn_key="data_source")
 
 
 def make_prompts(tokenizer, args: argparse.Namespace, step: int) -> DataProto:
@@ -128,11 +137,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_worker_"))
     model_path = build_tiny_model(tmp / "model", hidden_size=args.hidden_size, num_layers=args.num_layers)
-    cfg = build_config(model_path, args)
+    from trainer.plan import build_policy_worker_spec
+
+    spec = build_policy_worker_spec(build_config(model_path, args), total_steps=args.steps + 1)
+    reward_args = (reward_spec(), str(model_path))
     start = time.perf_counter()
     if args.world_size == 1:
-        actor = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, cfg, "actor_rollout_ref"))
-        reward = InProcessWorkerGroup(RayClassWithInitArgs(RewardWorker, cfg))
+        actor = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, spec, "actor_rollout_ref"))
+        reward = InProcessWorkerGroup(RayClassWithInitArgs(RewardWorker, *reward_args))
     else:
         import ray
 
@@ -141,8 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
         ray.init(address="local", num_cpus=args.world_size + 1, include_dashboard=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
         actor = RayWorkerGroup(RayResourcePool([args.world_size], use_gpu=False),
-                               RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), cfg, "actor_rollout_ref"))
-        reward = RayWorkerGroup(RayResourcePool([1], use_gpu=False), RayClassWithInitArgs(ray.remote(RewardWorker), cfg))
+                               RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), spec, "actor_rollout_ref"))
+        reward = RayWorkerGroup(RayResourcePool([1], use_gpu=False),
+                                RayClassWithInitArgs(ray.remote(RewardWorker), *reward_args))
     actor.init_model()
     reward.init_model()
     init_s = time.perf_counter() - start

@@ -125,7 +125,7 @@ def test_model_optimizer_scheduler_rng_round_trip_bit_exact(tmp_path):
     def make():
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        opt = build_optimizer(model.parameters(), {"lr": 1e-2})
+        opt = build_optimizer(model.parameters(), lr=1e-2)
         sched = build_lr_scheduler(opt, total_steps=10, schedule="cosine", warmup_steps=2)
         return model, opt, sched
 

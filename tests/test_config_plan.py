@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trainer.plan import PlanError, build_offline_plan, build_rl_plan, compose_config, count_parquet_rows
+from trainer.plan import PlanError, build_offline_plan, build_rl_plan, compose_config, count_parquet_rows, render_spec
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -53,10 +54,10 @@ def plan_error(build, cfg, **kw) -> str:
 
 def test_default_config_is_a_valid_quick_cpu_plan(files):
     plan = build_rl_plan(rl_cfg(files), dataset_len=count_parquet_rows(files["train"]))
-    assert plan.device == "cpu" and plan.world_size == 1 and plan.rollout_name == "hf"
-    assert plan.dataset_rows == 64
-    assert plan.steps_per_epoch == 64 // 8 and plan.total_training_steps == 8
-    assert plan.uses_ref is False and plan.adv_estimator == "grpo"
+    assert plan.world.device == "cpu" and plan.world.size == 1 and plan.rollout.name == "hf"
+    assert plan.batch.dataset_rows == 64
+    assert plan.batch.steps_per_epoch == 64 // 8 and plan.trainer.total_training_steps == 8
+    assert plan.ref.enabled is False and plan.algorithm.adv_estimator == "grpo"
 
 
 def test_plan_numbers_follow_verl_batch_semantics(files):
@@ -65,16 +66,17 @@ def test_plan_numbers_follow_verl_batch_semantics(files):
                  "actor_rollout_ref.actor.ppo_epochs=3", "trainer.total_epochs=2",
                  "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.25", "actor_rollout_ref.actor.use_kl_loss=true")
     plan = build_rl_plan(cfg, dataset_len=70)
-    assert plan.world_size == 2
-    assert plan.sequences_per_step == 32 and plan.sequences_per_worker == 16
-    assert plan.sequences_per_mini_batch == 16 and plan.sequences_per_mini_batch_per_worker == 8
-    assert plan.mini_batches_per_step == 2
-    assert plan.optimizer_steps_per_step == 2 * 3 and not plan.on_policy
-    assert plan.micro_batch_size_per_worker == 2 and plan.micro_batches_per_mini_batch == 4
-    assert plan.steps_per_epoch == 70 // 8 == 8 and plan.total_training_steps == 16
-    assert plan.warmup_steps == 4  # 0.25 x 16
-    assert plan.uses_ref is True
-    text = plan.render()
+    b = plan.batch
+    assert plan.world.size == 2
+    assert b.sequences_per_step == 32 and b.sequences_per_worker == 16
+    assert b.sequences_per_mini_batch == 16 and plan.actor.sequences_per_mini_batch_per_worker == 8
+    assert b.mini_batches_per_step == 2
+    assert b.optimizer_steps_per_step == 2 * 3 and not plan.on_policy
+    assert plan.actor.train_micro.micro_batch_size_per_gpu == 2 and b.micro_batches_per_mini_batch == 4
+    assert b.steps_per_epoch == 70 // 8 == 8 and plan.trainer.total_training_steps == 16
+    assert plan.actor.optim.warmup_steps == 4  # 0.25 x 16
+    assert plan.ref.enabled is True
+    text = render_spec(plan)
     for line in ("sequences per step", "32  = 8 x 4", "16  = 32 / 2", "6  = 8 / 4 mini-batches x 3 ppo_epochs",
                  "4  = 8 / 2 (gradient accumulation)", "total training steps"):
         assert line in text, (line, text)
@@ -84,10 +86,10 @@ def test_explicit_total_steps_and_dynamic_budget(files):
     cfg = rl_cfg(files, "trainer.total_training_steps=5", "actor_rollout_ref.actor.use_dynamic_bsz=true",
                  "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=512", "actor_rollout_ref.actor.ppo_mini_batch_size=8")
     plan = build_rl_plan(cfg, dataset_len=None)
-    assert plan.total_training_steps == 5 and plan.steps_per_epoch is None
-    assert plan.token_budget_per_worker == 512 and plan.micro_batches_per_mini_batch is None
-    assert plan.optimizer_steps_per_step == 1 and plan.on_policy
-    assert "token budget per micro-batch" in plan.render()
+    assert plan.trainer.total_training_steps == 5 and plan.batch.steps_per_epoch is None
+    assert plan.actor.train_micro.max_token_len_per_gpu == 512 and plan.batch.micro_batches_per_mini_batch is None
+    assert plan.batch.optimizer_steps_per_step == 1 and plan.on_policy
+    assert "token budget per micro-batch" in render_spec(plan)
 
 
 # ------------------------------------------------------------------------------------- batch arithmetic errors
@@ -132,7 +134,7 @@ def test_mini_batch_per_worker_must_divide_by_micro_batch(files):
 def test_micro_batch_is_not_checked_with_dynamic_bsz(files):
     plan = build_rl_plan(rl_cfg(files, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=3",
                                 "actor_rollout_ref.actor.use_dynamic_bsz=true"))
-    assert plan.use_dynamic_bsz and plan.micro_batch_size_per_worker is None
+    assert plan.actor.train_micro.use_dynamic_bsz and plan.batch.micro_batches_per_mini_batch is None
 
 
 def test_token_budget_must_hold_the_longest_sequence(files):
@@ -156,7 +158,7 @@ def test_vllm_tensor_parallel_must_divide_world_size(files):
             "actor_rollout_ref.rollout.tensor_model_parallel_size (3)") in msg
     plan = build_rl_plan(rl_cfg(files, "actor_rollout_ref.rollout.name=vllm", "trainer.check_devices=false",
                                 "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.tensor_model_parallel_size=2"))
-    assert plan.rollout_replicas == 2 and plan.devices_checked is False
+    assert plan.batch.rollout_replicas == 2 and plan.world.devices_checked is False
 
 
 def test_hf_rollout_has_no_tensor_parallel(files):
@@ -175,7 +177,7 @@ def test_relift_batch_arithmetic(files):
     assert "data.target_key" in msg
     assert "relift.sft_optimizer: unknown optimiser mode 'both'; choose one of shared, separate" in msg
     plan = build_rl_plan(rl_cfg(files, "relift.enable=true", "relift.sft_batch_size=16", "trainer.n_gpus_per_node=2"))
-    assert plan.relift_sft_per_worker == 8 and plan.relift_sft_micro_batches == 2  # micro 4 (actor's) per worker
+    assert plan.relift.sft_per_worker == 8 and plan.batch.relift_sft_micro_batches == 2  # micro 4 (actor's) per worker
 
 
 def test_fsdp_shards_over_all_workers(files):
@@ -223,7 +225,7 @@ def test_unknown_adv_estimator_lists_the_registry(files):
     msg = plan_error(build_rl_plan, rl_cfg(files, "algorithm.adv_estimator=ppo"))
     assert "algorithm.adv_estimator: unknown estimator 'ppo'; known: " + ", ".join(list_adv_estimators()) in msg
     for est in ("grpo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "rloo"):
-        assert build_rl_plan(rl_cfg(files, f"algorithm.adv_estimator={est}")).adv_estimator == est
+        assert build_rl_plan(rl_cfg(files, f"algorithm.adv_estimator={est}")).algorithm.adv_estimator == est
 
 
 def test_unknown_choices(files):
@@ -257,7 +259,8 @@ def test_custom_reward_function_file_and_name(files, tmp_path):
     msg = plan_error(build_rl_plan, rl_cfg(files, f"reward.custom_reward_function.path={f}"))
     assert f"reward.custom_reward_function.name: {f} defines no function 'compute_score' (functions there: helper, my_score)" in msg
     plan = build_rl_plan(rl_cfg(files, f"reward.custom_reward_function.path={f}", "reward.custom_reward_function.name=my_score"))
-    assert plan.custom_reward == f"{f}:my_score"
+    custom = plan.reward.custom_reward_function
+    assert (custom.path, custom.name) == (str(f), "my_score")
 
 
 def test_missing_data_files(files):
@@ -269,7 +272,7 @@ def test_missing_data_files(files):
     assert "data.val_files: file not found: /nope/val.parquet" in msg
     assert files["train"] not in msg
     plan = build_rl_plan(rl_cfg(files, f"data.val_files={files['val']}", "trainer.test_freq=5"))
-    assert plan.validation and "every 5 steps" in plan.render()
+    assert plan.data.val_files and "every 5 steps" in render_spec(plan)
     assert build_rl_plan(rl_cfg(files, "data.train_files=hf://datasets/org/name/train.parquet")) is not None
     assert count_parquet_rows([files["train"], files["val"]]) == 74
     assert count_parquet_rows("hf://datasets/org/name/train.parquet") is None
@@ -317,8 +320,9 @@ def test_cuda_and_vllm_need_a_gpu(files):
     assert "use actor_rollout_ref.rollout.name=hf" in msg
     plan = build_rl_plan(rl_cfg(files, "trainer.device=cuda", "actor_rollout_ref.rollout.name=vllm",
                                 "trainer.check_devices=false"))
-    assert plan.device == "cuda" and plan.mixed_precision == "bf16" and not plan.devices_checked
-    assert build_rl_plan(rl_cfg(files, "trainer.device=auto")).device == "cpu"
+    assert plan.world.device == "cuda" and not plan.world.devices_checked
+    assert re.search(r"mixed precision +bf16", render_spec(plan))
+    assert build_rl_plan(rl_cfg(files, "trainer.device=auto")).world.device == "cpu"
 
 
 # ------------------------------------------------------------------------------------------------ offline plan
@@ -328,15 +332,17 @@ def test_offline_plan_numbers(files):
     cfg = off_cfg(files, "data.kind=pairs", "loss.type=redi", "data.train_batch_size=32",
                   "data.micro_batch_size_per_gpu=4", "trainer.n_gpus_per_node=2", "optim.lr_warmup_steps_ratio=0.1")
     plan = build_offline_plan(cfg, dataset_len=100)
-    assert plan.examples_per_worker == 16 and plan.micro_batches_per_step == 4
-    assert plan.sequences_per_forward == 8  # chosen and rejected stacked
-    assert plan.steps_per_epoch == 3 and plan.total_training_steps == 3 and plan.warmup_steps == 0
-    assert plan.loss_params == {"alpha": 0.8} and not plan.uses_ref
+    assert plan.batch.examples_per_worker == 16 and plan.batch.micro_batches_per_step == 4
+    assert plan.batch.sequences_per_forward == 8  # chosen and rejected stacked
+    assert plan.batch.steps_per_epoch == 3 and plan.trainer.total_training_steps == 3
+    assert plan.actor.optim.warmup_steps == 0
+    assert plan.loss.type == "redi" and plan.loss.alpha == 0.8 and not plan.ref.enabled
+    assert "redi  alpha=0.8" in render_spec(plan)
     dpo = build_offline_plan(off_cfg(files, "data.kind=pairs", "loss.type=dpo"))
-    assert dpo.uses_ref and dpo.loss_params == {"beta": 0.1}
+    assert dpo.ref.enabled and dpo.loss.beta == 0.1 and "dpo  beta=0.1" in render_spec(dpo)
     simpo = build_offline_plan(off_cfg(files, "data.kind=pairs", "loss.type=simpo"))
-    assert simpo.loss_params == {"beta": 2.0, "gamma": 1.0}
-    assert "relift offline plan" in plan.render() and "pairs per step" in plan.render()
+    assert (simpo.loss.beta, simpo.loss.gamma) == (2.0, 1.0) and "beta=2, gamma=1" in render_spec(simpo)
+    assert "relift offline plan" in render_spec(plan) and "pairs per step" in render_spec(plan)
 
 
 def test_offline_plan_errors(files):
@@ -402,18 +408,17 @@ def test_run_main_hands_config_and_plan_to_the_trainer(files, monkeypatch, capsy
     import types
 
     from trainer import main_offline, main_rl
-    from trainer.plan import OfflinePlan, RLPlan
+    from relift.spec import OfflineRunSpec, RLRunSpec
 
     seen = {}
-    monkeypatch.setitem(sys.modules, "trainer.rl_trainer",
-                        types.SimpleNamespace(run=lambda cfg, plan: seen.update(rl=(cfg, plan))))
+    monkeypatch.setitem(sys.modules, "trainer.rl_trainer", types.SimpleNamespace(run=lambda spec: seen.update(rl=spec)))
     monkeypatch.setitem(sys.modules, "trainer.offline_trainer",
-                        types.SimpleNamespace(run=lambda cfg, plan: seen.update(off=(cfg, plan))))
+                        types.SimpleNamespace(run=lambda spec: seen.update(off=spec)))
     cfg = rl_cfg(files)
     assert main_rl.run_main(cfg) == 0
-    assert seen["rl"][0] is cfg and isinstance(seen["rl"][1], RLPlan) and seen["rl"][1].dataset_rows == 64
+    assert isinstance(seen["rl"], RLRunSpec) and seen["rl"].batch.dataset_rows == 64
     assert "relift RL plan" in capsys.readouterr().out
     assert main_offline.run_main(off_cfg(files)) == 0
-    assert isinstance(seen["off"][1], OfflinePlan)
+    assert isinstance(seen["off"], OfflineRunSpec)
     assert main_rl.run_main(rl_cfg(files, "data.train_batch_size=6")) == 2
     assert "data.train_batch_size (6)" in capsys.readouterr().err

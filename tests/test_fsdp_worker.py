@@ -21,6 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 B, P, R = 4, 6, 8
 
 
+def make_spec(model_path: str | Path, world: int = 1, device: str = "cpu", **actor_overrides):
+    """The policy workers' spec for ``world`` workers, through the same plan checks as a run."""
+    from trainer.plan import build_policy_worker_spec
+
+    cfg = make_config(model_path, **actor_overrides)
+    cfg.trainer.n_gpus_per_node = world
+    cfg.trainer.device = device
+    return build_policy_worker_spec(cfg, total_steps=10)
+
+
 def make_config(model_path: str | Path, **actor_overrides):
     from omegaconf import OmegaConf
 
@@ -39,7 +49,6 @@ def make_config(model_path: str | Path, **actor_overrides):
     arr.actor.optim.lr = 1e-3
     arr.actor.optim.lr_scheduler_type = "cosine"
     arr.actor.optim.lr_warmup_steps = 1
-    arr.actor.optim.total_training_steps = 10
     cfg.relift.lr = 5e-4
     cfg.relift.sft_micro_batch_size_per_gpu = 2
     for key, value in actor_overrides.items():
@@ -97,7 +106,7 @@ def local_group(tiny_model):
 
     threads = torch.get_num_threads()
     torch.manual_seed(0)
-    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_config(tiny_model),
+    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_spec(tiny_model),
                                                       "actor_rollout_ref"))
     group.init_model()
     yield group
@@ -110,47 +119,55 @@ def local_group(tiny_model):
 # ---------------------------------------------------------------------------- config checks (no model)
 def test_unknown_role_is_rejected(tiny_model):
     with pytest.raises(ValueError, match="unknown role 'critic'"):
-        ActorRolloutRefWorker(make_config(tiny_model), "critic")
+        ActorRolloutRefWorker(make_spec(tiny_model), "critic")
 
 
 def test_mini_batch_is_normalised_from_prompts_to_sequences_per_worker(tiny_model):
-    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_config(tiny_model,
-                                                      ppo_mini_batch_size=4), "actor"), world_size=2)
+    from workers.fsdp_worker import actor_config
+
     # 4 prompts x n=2 = 8 sequences per optimiser step, 4 per worker
-    assert [w._actor_cfg["ppo_mini_batch_size"] for w in group.workers] == [4, 4]
+    assert actor_config(make_spec(tiny_model, world=2, ppo_mini_batch_size=4)).ppo_mini_batch_size == 4
 
 
 def test_mini_batch_that_does_not_split_names_the_keys(tiny_model):
+    from trainer.plan import PlanError
+
+    with pytest.raises(PlanError) as err:
+        make_spec(tiny_model, world=4, ppo_mini_batch_size=3)
+    msg = str(err.value)
+    assert ("actor_rollout_ref.actor.ppo_mini_batch_size (3) x actor_rollout_ref.rollout.n (2) = 6 sequences per "
+            "mini-batch must divide by world size 4") in msg and "6 / 4 = 1.5" in msg
+
+
+def test_a_spec_planned_for_another_world_size_is_refused(tiny_model):
     from relift.single_controller import WorkerGroupError
 
-    with pytest.raises(WorkerGroupError) as err:
-        InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_config(tiny_model, ppo_mini_batch_size=3),
-                                                  "actor"), world_size=4)
-    msg = str(err.value)
-    assert "ppo_mini_batch_size (3 prompts)" in msg and "rollout.n (2)" in msg and "6 % 4 = 2" in msg
+    with pytest.raises(WorkerGroupError, match="planned for world size 1"):
+        InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_spec(tiny_model), "actor"),
+                             world_size=2).init_model()
 
 
-def test_offline_config_is_translated(tiny_model):
-    from omegaconf import OmegaConf
+def test_offline_spec_reaches_the_actor(tiny_model, tmp_path):
+    import pandas as pd
 
-    from workers.fsdp_worker import to_worker_config
+    from trainer.plan import build_offline_plan, compose_config
+    from workers.fsdp_worker import actor_config
 
-    cfg = OmegaConf.load(REPO / "trainer" / "config" / "offline_trainer.yaml")
-    cfg.pop("hydra", None)
-    cfg.model.path = str(tiny_model)
-    cfg.loss.beta = 0.3
-    out = to_worker_config(cfg)
-    assert out.worker_mode == "offline"
-    assert out.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu == cfg.data.micro_batch_size_per_gpu
-    assert out.actor_rollout_ref.actor.optim.lr == cfg.optim.lr and out.actor_rollout_ref.actor.grad_clip == 1.0
-    assert out.actor_rollout_ref.actor.dpo_beta == 0.3 and out.actor_rollout_ref.rollout.n == 1
-    worker = ActorRolloutRefWorker(cfg, "actor")
-    assert worker._actor_cfg["sft_mini_batch_size"] == cfg.data.train_batch_size
+    pd.DataFrame([{"prompt": "1+1=", "chosen": "2", "rejected": "3"}] * 8).to_parquet(tmp_path / "p.parquet")
+    spec = build_offline_plan(compose_config("offline_trainer", [
+        f"model.path={tiny_model}", f"data.train_files={tmp_path / 'p.parquet'}", "data.kind=pairs", "loss.type=dpo",
+        "loss.beta=0.3", "data.max_length=64", "trainer.device=cpu"]))
+    cfg = actor_config(spec.worker())
+    assert cfg.ppo_micro_batch_size_per_gpu == spec.data.micro_batch_size_per_gpu and cfg.grad_clip == 1.0
+    assert cfg.dpo_beta == 0.3 and cfg.pair_mini_batch_size == spec.data.train_batch_size
+    assert spec.worker().rollout is None and spec.ref.enabled
+    worker = ActorRolloutRefWorker(spec.worker(), "actor_ref")
+    assert worker._is_ref and not worker._is_rollout
 
 
 # ---------------------------------------------------------------------------- one process
 def test_roles_methods_need_init_and_the_right_role(tiny_model):
-    worker = ActorRolloutRefWorker(make_config(tiny_model), "ref")
+    worker = ActorRolloutRefWorker(make_spec(tiny_model), "ref")
     with pytest.raises(RuntimeError, match="init_model"):
         worker.compute_ref_log_prob(make_batch())
     worker._initialised = True
@@ -284,12 +301,12 @@ def test_world_size_mismatch_is_a_clear_error(local_group, tmp_path):
 _KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[3])
-    from tests.test_fsdp_worker import make_config, make_batch
+    from tests.test_fsdp_worker import make_spec, make_batch
     from relift.single_controller import InProcessWorkerGroup, RayClassWithInitArgs
     from relift.utils import checkpoint as ck
     from workers.fsdp_worker import ActorRolloutRefWorker
     root, model = sys.argv[1], sys.argv[2]
-    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_config(model), "actor"))
+    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_spec(model), "actor"))
     group.init_model()
     stage = ck.begin_checkpoint(root, 1)
     group.save_checkpoint(str(stage / "actor"), global_step=1)
@@ -341,11 +358,10 @@ def test_world_size_two_matches_one(ray_local, tiny_model, tmp_path, local_group
 
     from relift.single_controller import RayResourcePool, RayWorkerGroup, WorkerGroupError
 
-    cfg = make_config(tiny_model)
     data = make_batch(8)
     # reference numbers from a fresh world-size-1 worker (same init, same data); local_group is only
     # requested so that this process's torch.distributed group is torn down after the module
-    ref_group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, cfg, "actor"))
+    ref_group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_spec(tiny_model), "actor"))
     ref_group.init_model()
     lp1 = ref_group.compute_log_prob(data).batch["old_log_probs"]
     ref_group.update_actor(with_advantages(data, DataProto.from_dict({"old_log_probs": lp1})))
@@ -355,7 +371,8 @@ def test_world_size_two_matches_one(ray_local, tiny_model, tmp_path, local_group
     dyn1 = ref_group.compute_log_prob(dyn).batch["old_log_probs"]
 
     pool = RayResourcePool([2], use_gpu=False)
-    group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), cfg, "actor_rollout"))
+    group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), make_spec(tiny_model, world=2),
+                                                      "actor_rollout"))
     try:
         group.init_model()
         lp2 = group.compute_log_prob(data).batch["old_log_probs"]
@@ -393,9 +410,8 @@ def _cuda_checks(rank: int, model_path: str) -> None:
     from relift.models.loading import load_causal_lm
     from workers.actor import DataParallelActor
 
-    cfg = make_config(model_path)
-    cfg.trainer.device = "cuda"
-    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, cfg, "actor_rollout_ref"))
+    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_spec(model_path, device="cuda"),
+                                                      "actor_rollout_ref"))
     group.init_model()
     worker = group.workers[0]
     assert "nccl" in str(dist.get_backend()).lower()

@@ -91,7 +91,7 @@ def test_generation_resumes_after_a_crash_without_regenerating_finished_chunks(t
     out = tmp_path / "gen.parquet"
     cfg = gen_cfg(tiny_model, prompts_file, out)
     plan = main_generation.build_generation_plan(cfg)
-    inner, cleanup = main_generation._build_worker_group(cfg, plan)
+    inner, cleanup = main_generation._start_workers(plan)
     try:
         crashing = CountingGroup(inner, die_on_call=2)
         with pytest.raises(RuntimeError, match="simulated crash"):

@@ -13,7 +13,7 @@ import torch
 
 from relift.utils import checkpoint as ck
 from trainer.offline_trainer import OfflineTrainer, to_actor_layout
-from trainer.plan import compose_config
+from trainer.plan import PlanError, build_offline_plan, compose_config
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def run(ws: Path, out: Path, **extra: object) -> tuple[OfflineTrainer, list[dict
             "trainer.backend": "inprocess"}
     base.update(extra)
     cfg = compose_config("offline_trainer", [f"{k}={v}" for k, v in base.items()])
-    trainer = OfflineTrainer(cfg)
+    trainer = OfflineTrainer(build_offline_plan(cfg))
     trainer.fit()
     return trainer, [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
 
@@ -104,8 +104,8 @@ def test_pair_losses_run_and_learn(ws, tmp_path, loss):
 def test_loss_and_data_kind_must_match(ws, tmp_path):
     cfg = compose_config("offline_trainer", [f"data.train_files={ws / 'train.parquet'}", f"model.path={ws / 'model'}",
                                              "loss.type=dpo", "data.kind=sft"])
-    with pytest.raises(ValueError, match="data.kind"):
-        OfflineTrainer(cfg)
+    with pytest.raises(PlanError, match="loss.type=dpo needs data.kind=pairs"):
+        build_offline_plan(cfg)
 
 
 def test_actor_layout_scores_exactly_the_completion_tokens():

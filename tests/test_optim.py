@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from relift.utils.optim import (ScheduleFn, build_lr_scheduler, build_lr_scheduler_from_config, build_optimizer,
+from relift.utils.optim import (ScheduleFn, build_lr_scheduler, build_optimizer,
                                 resolve_warmup_steps)
 
 
@@ -22,7 +22,7 @@ def _lrs(sched, opt, n):
 
 def _opt(lr=1.0):
     p = torch.nn.Parameter(torch.zeros(2))
-    return build_optimizer([p], {"lr": lr, "weight_decay": 0.0})
+    return build_optimizer([p], lr=lr, weight_decay=0.0)
 
 
 def test_constant_with_warmup_reaches_full_lr_on_last_warmup_step():
@@ -57,18 +57,21 @@ def test_warmup_steps_win_over_ratio():
     assert resolve_warmup_steps(100, None, 0.0) == 0
 
 
-def test_from_verl_config_keys():
+def test_from_the_spec():
+    from relift.spec import OptimSpec
+    from relift.utils.optim import scheduler_from_spec
+
     opt = _opt(1.0)
-    cfg = {"lr": 1.0, "lr_warmup_steps": -1, "lr_warmup_steps_ratio": 0.5, "warmup_style": "cosine",
-           "min_lr_ratio": 0.0, "total_training_steps": 4}
-    sched = build_lr_scheduler_from_config(opt, cfg)
+    spec = OptimSpec(lr=1.0, weight_decay=0.0, betas=(0.9, 0.999), lr_scheduler_type="cosine", warmup_steps=2,
+                     lr_warmup_steps=-1, lr_warmup_steps_ratio=0.5, min_lr_ratio=0.0, total_training_steps=4)
+    sched = scheduler_from_spec(opt, spec)
     lrs = _lrs(sched, opt, 4)
     assert lrs == pytest.approx([0.5, 1.0, 1.0, 0.5])
 
 
-def test_optimizer_settings_from_config():
+def test_optimizer_settings():
     p = torch.nn.Parameter(torch.zeros(3))
-    opt = build_optimizer([p], {"lr": 3e-4, "betas": [0.8, 0.95], "weight_decay": 0.1, "eps": 1e-6})
+    opt = build_optimizer([p], lr=3e-4, betas=(0.8, 0.95), weight_decay=0.1, eps=1e-6)
     g = opt.param_groups[0]
     assert (g["lr"], tuple(g["betas"]), g["weight_decay"], g["eps"]) == (3e-4, (0.8, 0.95), 0.1, 1e-6)
 

@@ -95,15 +95,16 @@ def test_sigkill_and_resume_logs_the_same_metrics(tmp_path):
 @pytest.mark.ray
 @pytest.mark.timeout(300)
 def test_ray_backend_world_size_two(ray_local, tmp_path):
-    from trainer.plan import compose_config
+    from trainer.plan import build_rl_plan, compose_config
     from trainer.rl_trainer import RLTrainer
 
     ws = make_workspace(tmp_path / "ws")
     out = tmp_path / "run"
     cfg = compose_config("rl_trainer", overrides(ws, out, **{
         "trainer.backend": "ray", "trainer.n_gpus_per_node": 2, "trainer.total_training_steps": 2,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8,
         "trainer.save_freq": 2, "data.val_files": ws / "val.parquet"}))
-    trainer = RLTrainer(cfg)
+    trainer = RLTrainer(build_rl_plan(cfg))
     trainer.fit()
     assert trainer.groups.backend == "ray" and trainer.actor_wg.world_size == 2
     records = read_jsonl(out / "metrics.jsonl")

@@ -95,25 +95,20 @@ def test_score_batch_with_builtin_scorers(tokenizer):
 
 
 def test_custom_function_timeout_and_error_are_scored_zero_and_counted(tokenizer, custom_fn):
-    from omegaconf import OmegaConf
 
     from relift.single_controller import InProcessWorkerGroup, RayClassWithInitArgs
 
     rows = [("anything", "7", "7"), ("anything", "please hang", "7"), ("anything", "boom", "7"),
             ("anything", "8", "7")]
     data = make_rows(tokenizer, rows)
-    cfg = OmegaConf.create({"reward": {"num_workers": 2, "timeout": 2.0,
-                                       "custom_reward_function": {"path": str(custom_fn), "name": "compute_score"}}})
-    group = InProcessWorkerGroup(RayClassWithInitArgs(RewardWorker, cfg, tokenizer_path=None), world_size=1)
-    # no model path in this config: the tokenizer comes from a tiny model folder
     from relift.models.tiny import build_tiny_tokenizer
+    from relift.spec import CustomRewardSpec, RewardSpec
 
-    worker = group.workers[0]
-    with pytest.raises(Exception, match="needs a tokenizer"):
-        group.init_model()
+    spec = RewardSpec(num_workers=2, timeout=2.0, think_format=False, reward_fn_key="data_source",
+                      custom_reward_function=CustomRewardSpec(path=str(custom_fn), name="compute_score"))
     tok_dir = custom_fn.parent / "tok"
     build_tiny_tokenizer().save_pretrained(tok_dir)
-    worker._tokenizer_path = str(tok_dir)
+    group = InProcessWorkerGroup(RayClassWithInitArgs(RewardWorker, spec, str(tok_dir)), world_size=1)
     group.init_model()
     try:
         out = group.compute_score(data)
@@ -148,9 +143,12 @@ def test_reward_worker_in_a_ray_actor(ray_local, tokenizer, tmp_path):
 
     tok_dir = tmp_path / "tok"
     tokenizer.save_pretrained(tok_dir)
-    cfg = {"actor_rollout_ref": {"model": {"path": str(tok_dir)}}, "reward": {"num_workers": 1, "timeout": 20.0}}
+    from relift.spec import RewardSpec
+
+    spec = RewardSpec(num_workers=1, timeout=20.0, think_format=False, custom_reward_function=None,
+                      reward_fn_key="data_source")
     pool = RayResourcePool([1], use_gpu=False)
-    group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(RewardWorker), cfg))
+    group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(RewardWorker), spec, str(tok_dir)))
     try:
         group.init_model()
         data = make_rows(tokenizer, [("math", "\\boxed{12}", "12"), ("aime", "\\boxed{3}", "12")])

@@ -14,7 +14,7 @@ import torch
 
 from relift.protocol import DataProto
 from relift.utils import checkpoint as ck
-from trainer.plan import compose_config
+from trainer.plan import build_rl_plan, compose_config
 from trainer.rl_trainer import RLTrainer, compute_data_metrics, reduce_metrics, resolve_resume_dir
 from trainer.workers_setup import resolve_backend
 
@@ -67,7 +67,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def train(ws: Path, out: Path, hooks=None, **extra: object) -> tuple[RLTrainer, list[dict]]:
     cfg = compose_config("rl_trainer", overrides(ws, out, **extra))
-    trainer = RLTrainer(cfg, post_update_hooks=hooks)
+    trainer = RLTrainer(build_rl_plan(cfg), post_update_hooks=hooks)
     trainer.fit()
     return trainer, read_jsonl(out / "metrics.jsonl")
 
@@ -139,7 +139,8 @@ def test_each_estimator_runs_and_logs_finite_metrics(ws, tmp_path, extra):
 def test_old_log_prob_skipped_only_when_on_policy(ws, tmp_path):
     _, on = train(ws, tmp_path / "on")
     assert "timing_s/old_log_prob" not in _step_records(on)[0]
-    _, off = train(ws, tmp_path / "off", **{"actor_rollout_ref.actor.ppo_mini_batch_size": 2})
+    _, off = train(ws, tmp_path / "off", **{"actor_rollout_ref.actor.ppo_mini_batch_size": 2,
+                                            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8})
     rec = _step_records(off)[0]
     assert rec["timing_s/old_log_prob"] > 0 and "actor/entropy" in rec
     _, epochs = train(ws, tmp_path / "epochs", **{"actor_rollout_ref.actor.ppo_epochs": 2})
@@ -288,8 +289,9 @@ def test_plot_png_written(tmp_path):
 
 def test_balance_batch_reorders_rows_for_equal_worker_tokens(ws, tmp_path):
     """Two workers: the rows move (with their uids and scores) so both chunks get 11 tokens, not 19 | 2."""
-    cfg = compose_config("rl_trainer", overrides(ws, tmp_path, **{"trainer.n_gpus_per_node": 2}))
-    trainer = RLTrainer(cfg)
+    cfg = compose_config("rl_trainer", overrides(ws, tmp_path, **{
+        "trainer.n_gpus_per_node": 2, "trainer.backend": "auto", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8}))
+    trainer = RLTrainer(build_rl_plan(cfg))
     lengths = [10, 9, 1, 1]
     mask = torch.zeros(4, 12, dtype=torch.long)
     for i, n in enumerate(lengths):

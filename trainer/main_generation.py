@@ -2,10 +2,11 @@
 
 Samples ``data.n_samples`` responses for every prompt of ``data.path`` through the rollout worker
 (:class:`workers.fsdp_worker.ActorRolloutRefWorker`, role ``rollout``, HF or vLLM engine) on a
-worker group (Ray, or in-process for one worker), and writes ``data.output_path``: the input's
+worker group started by the RL trainer's own setup (:func:`trainer.workers_setup.build_worker_groups`,
+Ray, or in-process for one worker), and writes ``data.output_path``: the input's
 columns plus ``responses`` (list of n strings) and ``response_lengths`` (their token counts).
 
-Order of work: the config is checked first (missing files, model, columns, impossible lengths: one
+Order of work: the config is checked first (:mod:`trainer.plan.generation`) (missing files, model, columns, impossible lengths: one
 line per problem naming the key, exit status 2) and the plan printed; then the prompts are rendered
 with the chat template and measured (over-long prompts: ``data.truncation``); then chunks of
 ``data.batch_size`` prompts are generated, each written atomically to
@@ -28,7 +29,6 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,233 +36,16 @@ import hydra
 from omegaconf import DictConfig
 
 from trainer.entry import EXIT_BAD_CONFIG
-from trainer.plan import (ConfigChecker, PlanError, check_devices_available, check_files, check_model_path, max_positions,
-                          render_plan)
+from trainer.plan import PlanError
+from trainer.plan.generation import GenerationPlan, build_generation_plan
 
 __all__ = ["GenerationPlan", "PartStore", "build_generation_plan", "build_prompt_batch", "run_generation",
-           "run_main", "tokenize_prompts", "worker_config"]
+           "run_main", "tokenize_prompts"]
 
 logger = logging.getLogger(__name__)
 
-MAX_DERIVED_RESPONSE_LENGTH = 32768
 MANIFEST_VERSION = 1
-_BACKENDS = ("auto", "ray", "inprocess")
 _TRUNCATION = ("error", "left", "right")
-
-
-# ----------------------------------------------------------------------------------------------------
-# the plan
-
-
-@dataclass
-class GenerationPlan:
-    """What one generation run will do (``render()`` is what the entry point prints)."""
-
-    data_files: list[str]
-    output_path: Path
-    num_prompts: int | None
-    batch_size: int
-    n_samples: int
-    max_prompt_length: int
-    max_response_length: int
-    response_length_derived: bool
-    rollout_name: str
-    greedy: bool
-    temperature: float
-    top_p: float
-    top_k: int
-    world_size: int
-    nnodes: int
-    n_gpus_per_node: int
-    backend: str
-    device: str
-    devices_checked: bool
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def parts_dir(self) -> Path:
-        return self.output_path.with_name(self.output_path.name + ".parts")
-
-    @property
-    def num_chunks(self) -> int | None:
-        return None if self.num_prompts is None else math.ceil(self.num_prompts / self.batch_size)
-
-    def rows(self) -> list[tuple[str, Any, str]]:
-        sampling = "greedy" if self.greedy else f"temperature {self.temperature:g}, top_p {self.top_p:g}" + (
-            f", top_k {self.top_k}" if self.top_k > 0 else "")
-        return [
-            ("device", self.device, "" if self.devices_checked else "(not checked: trainer.check_devices=false)"),
-            ("world size", self.world_size,
-             f"= trainer.nnodes {self.nnodes} x trainer.n_gpus_per_node {self.n_gpus_per_node}, {self.backend}"),
-            ("rollout", self.rollout_name, sampling),
-            ("prompts", self.num_prompts,
-             self.data_files[0] if len(self.data_files) == 1 else f"{len(self.data_files)} files in data.path"),
-            ("samples per prompt", self.n_samples, "data.n_samples"),
-            ("prompts per chunk", self.batch_size, "data.batch_size"),
-            ("chunks", self.num_chunks, f"part files in {self.parts_dir}"),
-            ("max prompt length", self.max_prompt_length, "data.max_prompt_length"),
-            ("max response length", self.max_response_length,
-             "derived from the model's max_position_embeddings" if self.response_length_derived
-             else "data.max_response_length"),
-            ("output", str(self.output_path), "data.output_path"),
-        ]
-
-    def render(self) -> str:
-        return render_plan("relift generation plan", self.rows(), self.warnings)
-
-
-def _parquet_columns(files: Sequence[str]) -> tuple[list[str] | None, int | None]:
-    """Columns shared by the local parquet files and their total rows (None where unknown)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    from relift.data.io import expand_data_files  # noqa: PLC0415
-
-    try:
-        paths = expand_data_files(files)
-    except (FileNotFoundError, ValueError):
-        return None, None
-    columns: list[str] | None = None
-    rows = 0
-    for path in paths:
-        if "://" in path:
-            return None, None
-        try:
-            meta = pq.ParquetFile(path)
-        except Exception:  # noqa: BLE001 - reported when the file is read
-            return None, None
-        names = list(meta.schema_arrow.names)
-        columns = names if columns is None else [c for c in columns if c in names]
-        rows += meta.metadata.num_rows
-    return columns, rows
-
-
-def _hub_config(model_id: str, trust_remote_code: bool) -> dict[str, Any] | None:
-    """config.json of a hub model (HF cache, or one small download); None when unavailable."""
-    try:
-        from relift.models.loading import load_config  # noqa: PLC0415
-
-        return load_config(model_id, trust_remote_code=trust_remote_code).to_dict()
-    except Exception as err:  # noqa: BLE001 - offline, gated, typo: reported as "cannot derive"
-        logger.warning("could not read the config of %s to derive data.max_response_length: %s", model_id, err)
-        return None
-
-
-def build_generation_plan(cfg: Any) -> GenerationPlan:
-    """Check a ``trainer/config/generation.yaml`` config; raise :class:`PlanError` listing every problem."""
-    c = ConfigChecker(cfg)
-    nnodes = c.int("trainer.nnodes", min_value=1)
-    per_node = c.int("trainer.n_gpus_per_node", min_value=1)
-    world = nnodes * per_node if nnodes and per_node else None
-
-    files = check_files(c, "data.path", required=True)
-    out = c.raw("data.output_path")
-    output_path: Path | None = None
-    if out is None:
-        c.fail("data.output_path is not set: pass data.output_path=/path/to/generations.parquet")
-    elif not isinstance(out, str) or not out:
-        c.fail(f"data.output_path must be a file path, got {out!r}")
-    else:
-        output_path = Path(out).expanduser().absolute()
-        if output_path.is_dir():
-            c.fail(f"data.output_path: {out} is a directory; give a file path such as {out}/generations.parquet")
-        if any(Path(f).expanduser().absolute() == output_path for f in files):
-            c.fail(f"data.output_path ({out}) is also an input in data.path; write the generations elsewhere")
-    prompt_key = c.raw("data.prompt_key")
-    if not isinstance(prompt_key, str) or not prompt_key:
-        c.fail(f"data.prompt_key must name the prompt column, got {prompt_key!r}")
-        prompt_key = None
-    n = c.int("data.n_samples", min_value=1)
-    bs = c.int("data.batch_size", min_value=1)
-    P = c.int("data.max_prompt_length", min_value=1)
-    R = c.int("data.max_response_length", min_value=1, allow_none=True)
-    c.choice("data.truncation", _TRUNCATION, default="error", what="truncation mode")
-    c.bool("data.apply_chat_template", default=True)
-    c.bool("data.keep_parts", default=True)
-
-    before = len(c.problems)
-    model_cfg = check_model_path(c, "model.path")
-    model_ok = len(c.problems) == before
-    if c.raw("model.tokenizer_path") is not None:
-        check_model_path(c, "model.tokenizer_path")
-    c.bool("model.trust_remote_code")
-    override = c.raw("model.override_config", {})
-    if override is not None and not isinstance(override, dict):
-        c.fail(f"model.override_config must be a mapping, got {override!r}")
-        override = {}
-    mpe = max_positions(model_cfg, override)
-    derived = False
-    if R is None and P is not None and model_ok and mpe is None and model_cfg is None:
-        model_cfg = _hub_config(str(c.raw("model.path")), bool(c.raw("model.trust_remote_code", False)))
-        mpe = max_positions(model_cfg, override)
-    if R is None and P is not None:
-        if mpe is None:
-            if model_ok:
-                c.fail("data.max_response_length is not set and the model's config gives no "
-                       "max_position_embeddings to derive it from; set data.max_response_length")
-        else:
-            R = min(MAX_DERIVED_RESPONSE_LENGTH, mpe - P)
-            derived = True
-            if R < 1:
-                c.fail(f"data.max_prompt_length ({P}) leaves no room for a response in the model's "
-                       f"max_position_embeddings ({mpe}); lower it")
-                R = None
-    elif R is not None and P is not None and mpe is not None and P + R > mpe:
-        c.fail(f"data.max_prompt_length ({P}) + data.max_response_length ({R}) = {P + R} exceeds the model's "
-               f"max_position_embeddings ({mpe}) in {c.raw('model.path')}/config.json; shorten them, or set "
-               "model.override_config.max_position_embeddings")
-
-    temperature = c.float("rollout.temperature", min_value=0.0, default=1.0)
-    top_p = c.float("rollout.top_p", min_value=0.0, max_value=1.0, strict_min=True, default=1.0)
-    top_k = c.int("rollout.top_k", min_value=-1, default=-1)
-    do_sample = c.bool("rollout.do_sample", default=True)
-    greedy = (not do_sample) or temperature == 0.0
-    if greedy and n and n > 1:
-        c.warn(f"greedy decoding (rollout.do_sample=false or temperature 0) with data.n_samples={n}: "
-               "the n responses of a prompt will be identical")
-    name = c.choice("rollout.name", ("hf", "vllm"), what="rollout engine")
-    tp = c.int("rollout.tensor_model_parallel_size", min_value=1, default=1)
-    if tp is not None and tp != 1:
-        c.fail(f"rollout.tensor_model_parallel_size ({tp}): main_generation runs one engine per worker; use 1 "
-               "(one worker per GPU; a model too big for one GPU is not supported here yet)")
-    c.int("rollout.micro_batch_size", min_value=1, allow_none=True)
-    if name == "vllm":
-        c.float("rollout.gpu_memory_utilization", min_value=0.0, max_value=1.0, strict_min=True, default=0.85)
-
-    backend = c.choice("trainer.backend", _BACKENDS, default="auto", what="backend")
-    if backend == "auto" and world:
-        backend = "inprocess" if world == 1 else "ray"
-    if backend == "inprocess" and world and world > 1:
-        c.fail(f"trainer.backend=inprocess runs one worker, but the world size is {world} (trainer.nnodes "
-               f"{nnodes} x trainer.n_gpus_per_node {per_node}); use trainer.backend=ray")
-    if bs and world and bs % world:
-        c.warn(f"data.batch_size ({bs}) is not a multiple of the world size {world}: each chunk is padded with "
-               f"{(-bs) % world} repeated prompt(s) whose responses are thrown away")
-    c.int("trainer.seed", min_value=0, default=1)
-    c.bool("trainer.dry_run")
-    before = len(c.problems)
-    device, checked = check_devices_available(c, name)
-    # the shared device check names the RL trainer's key; this config calls it rollout.name
-    c.problems[before:] = [p.replace("actor_rollout_ref.rollout.name", "rollout.name") for p in c.problems[before:]]
-
-    num_prompts = None
-    if files and not any(p.startswith("data.path") for p in c.problems):
-        columns, num_prompts = _parquet_columns(files)
-        if columns is not None and prompt_key is not None and prompt_key not in columns:
-            c.fail(f"data.prompt_key: column {prompt_key!r} not found in data.path {files}; columns there: {columns}")
-        if columns is not None and "responses" in columns:
-            c.warn("data.path already has a 'responses' column; the output replaces it")
-        if num_prompts == 0:
-            c.fail(f"data.path {files} has no rows")
-
-    if c.problems:
-        raise PlanError(c.problems)
-    assert output_path is not None and n and bs and P and R and name and world and backend
-    return GenerationPlan(
-        data_files=files, output_path=output_path, num_prompts=num_prompts, batch_size=bs, n_samples=n,
-        max_prompt_length=P, max_response_length=R, response_length_derived=derived, rollout_name=name,
-        greedy=greedy, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k), world_size=world,
-        nnodes=nnodes, n_gpus_per_node=per_node, backend=backend, device=device, devices_checked=checked,
-        warnings=list(c.warnings))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -442,56 +225,12 @@ def _atomic_write_parquet(frame: Any, path: Path) -> None:
 # workers
 
 
-def worker_config(cfg: Any, plan: GenerationPlan) -> dict[str, Any]:
-    """The ``actor_rollout_ref`` view :class:`ActorRolloutRefWorker` reads, from the generation keys."""
-    c = ConfigChecker(cfg)
-    rollout = {k: v for k, v in (c.raw("rollout", {}) or {}).items() if v is not None}
-    rollout.update({"n": plan.n_samples, "prompt_length": plan.max_prompt_length,
-                    "response_length": plan.max_response_length, "calculate_log_probs": False})
-    if plan.greedy:
-        rollout["do_sample"] = False
-    model = {k: c.raw(f"model.{k}") for k in ("path", "tokenizer_path", "trust_remote_code", "attn_implementation")}
-    model["override_config"] = c.raw("model.override_config", {}) or {}
-    return {"actor_rollout_ref": {"model": model, "rollout": rollout},
-            "trainer": {"seed": int(c.raw("trainer.seed", 1)), "device": plan.device}}
+def _start_workers(plan: GenerationPlan) -> tuple[Any, Callable[[], None]]:
+    """The rollout worker group (the RL trainer's worker setup, role ``rollout``) and its teardown."""
+    from trainer.workers_setup import build_worker_groups  # noqa: PLC0415
 
-
-def _build_worker_group(cfg: Any, plan: GenerationPlan) -> tuple[Any, Callable[[], None]]:
-    """A started rollout worker group and the function that tears it down."""
-    from relift.single_controller import InProcessWorkerGroup, RayClassWithInitArgs  # noqa: PLC0415
-    from workers.fsdp_worker import ActorRolloutRefWorker  # noqa: PLC0415
-
-    wcfg = worker_config(cfg, plan)
-    if plan.backend == "inprocess":
-        group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, wcfg, "rollout"))
-        cleanup: Callable[[], None] = group.shutdown
-    else:
-        import ray  # noqa: PLC0415
-
-        from relift.single_controller import RayResourcePool, RayWorkerGroup, init_ray  # noqa: PLC0415
-
-        c = ConfigChecker(cfg)
-        info = init_ray(address=c.raw("ray_init.address"), num_cpus=c.raw("ray_init.num_cpus"),
-                        include_dashboard=bool(c.raw("ray_init.include_dashboard", False)))
-        pool = RayResourcePool([plan.n_gpus_per_node] * plan.nnodes, use_gpu=plan.device == "cuda")
-        try:
-            group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), wcfg, "rollout"))
-        except BaseException:
-            pool.shutdown()
-            if info.get("mode") == "started":
-                ray.shutdown()
-            raise
-
-        def cleanup() -> None:
-            group.shutdown(release_resources=True)
-            if info.get("mode") == "started":
-                ray.shutdown()
-    try:
-        group.init_model()
-    except BaseException:
-        cleanup()
-        raise
-    return group, cleanup
+    groups = build_worker_groups(plan.worker, plan.ray_init, with_ref=False, reward=None, with_rollout=True)
+    return groups.actor, groups.shutdown
 
 
 def _generate_chunk(group: Any, prompt_ids: Sequence[Sequence[int]], tokenizer: Any, n: int
@@ -526,20 +265,17 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
 
     plan = build_generation_plan(cfg)
     print(plan.render(), flush=True)
-    c = ConfigChecker(cfg)
     summary: dict[str, Any] = {"output_path": str(plan.output_path), "parts_dir": str(plan.parts_dir)}
-    if c.raw("trainer.dry_run", False):
+    if plan.dry_run:
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
         return {**summary, "dry_run": True}
 
-    tokenizer = load_tokenizer(c.raw("model.tokenizer_path") or c.raw("model.path"),
-                               trust_remote_code=bool(c.raw("model.trust_remote_code", False)))
-    prompt_key = str(c.raw("data.prompt_key"))
+    tokenizer = load_tokenizer(plan.model.tokenizer_path, trust_remote_code=plan.model.trust_remote_code)
+    prompt_key = plan.prompt_key
     try:
         table = read_parquet_files(plan.data_files)
-        prompt_ids = tokenize_prompts(table, prompt_key, tokenizer, plan.max_prompt_length,
-                                      str(c.raw("data.truncation", "error")),
-                                      bool(c.raw("data.apply_chat_template", True)))
+        prompt_ids = tokenize_prompts(table, prompt_key, tokenizer, plan.max_prompt_length, plan.truncation,
+                                      plan.apply_chat_template)
     except (KeyError, ValueError) as err:  # bad rows: one clear line, like a bad config
         raise PlanError([str(err).strip("'\"")], what="input data") from err
     num = len(prompt_ids)
@@ -548,7 +284,7 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
     manifest = {
         "version": MANIFEST_VERSION, "data_files": [str(Path(f).expanduser().absolute()) for f in plan.data_files],
         "num_prompts": num, "prompts_sha256": _fingerprint(prompt_ids), "prompt_key": prompt_key,
-        "batch_size": bs, "n_samples": n, "model_path": _model_id(str(c.raw("model.path"))),
+        "batch_size": bs, "n_samples": n, "model_path": _model_id(plan.model.path),
         "max_response_length": plan.max_response_length, "greedy": plan.greedy,
         "temperature": None if plan.greedy else plan.temperature, "top_p": None if plan.greedy else plan.top_p,
         "top_k": None if plan.greedy else plan.top_k,
@@ -562,7 +298,7 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
     cleanup: Callable[[], None] | None = None
     if pending:
         if group is None:
-            group, cleanup = _build_worker_group(cfg, plan)
+            group, cleanup = _start_workers(plan)
         try:
             bar = tqdm(pending, total=len(chunks), initial=len(finished), desc="generating", unit="chunk",
                        dynamic_ncols=True)
@@ -589,7 +325,7 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
     final["response_lengths"] = pd.Series([[int(x) for x in r] for r in gathered["response_lengths"]], dtype=object)
     plan.output_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write_parquet(final, plan.output_path)
-    if not c.raw("data.keep_parts", True):
+    if not plan.keep_parts:
         shutil.rmtree(plan.parts_dir, ignore_errors=True)
     lengths = [x for r in final["response_lengths"] for x in r]
     truncated = sum(1 for x in lengths if x >= plan.max_response_length)

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from relift.algorithms.losses import dpo_loss, redi_loss, simpo_loss
+from relift.data.pair_dataset import PairDataConfig
+from relift.data.sft_dataset import SFTDataConfig
 from relift.protocol import DataProto
+from relift.spec import OfflineDataSpec, OfflineRunSpec, save_spec_json, spec_to_dict
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
 from trainer.rl_trainer import reduce_metrics
@@ -42,14 +44,6 @@ from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
 __all__ = ["OfflineTrainer", "run", "to_actor_layout", "to_pair_layout"]
 
 logger = logging.getLogger(__name__)
-
-_PAIR_LOSSES = ("redi", "dpo", "simpo")
-
-
-def _sel(cfg: Any, key: str, default: Any = None) -> Any:
-    value = OmegaConf.select(cfg, key, default=default)
-    return default if value is None else value
-
 
 def _side_layout(ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, loss_mask: torch.Tensor,
                  prefix: str = "") -> dict[str, torch.Tensor]:
@@ -84,20 +78,17 @@ def _side(pairs: DataProto, side: str) -> DataProto:
 class OfflineTrainer:
     """Holds the offline loop's state; ``fit()`` runs it (see the module docstring)."""
 
-    def __init__(self, cfg: DictConfig, plan: Any = None) -> None:
-        self.cfg = cfg
-        self.plan = plan
-        self.kind = str(_sel(cfg, "data.kind", "sft"))
-        self.loss_type = str(_sel(cfg, "loss.type", "sft"))
-        if self.loss_type not in ("sft", *_PAIR_LOSSES):
-            raise ValueError(f"loss.type={self.loss_type!r}; expected sft, redi, dpo or simpo")
-        if (self.loss_type == "sft") != (self.kind == "sft"):
-            raise ValueError(f"loss.type={self.loss_type} does not go with data.kind={self.kind} "
-                             "(sft needs data.kind=sft; redi/dpo/simpo need data.kind=pairs)")
-        self.uses_ref = self.loss_type == "dpo"
-        self.batch_size = int(_sel(cfg, "data.train_batch_size"))
-        self.local_dir = str(_sel(cfg, "trainer.default_local_dir"))
-        self.seed = int(_sel(cfg, "trainer.seed", 1))
+    def __init__(self, spec: OfflineRunSpec) -> None:
+        if not isinstance(spec, OfflineRunSpec):
+            raise TypeError("OfflineTrainer takes the run spec from trainer.plan.build_offline_plan(cfg), "
+                            f"got {type(spec).__name__}")
+        self.spec = spec
+        self.kind = spec.data.kind
+        self.loss_type = spec.loss.type
+        self.uses_ref = spec.ref.enabled
+        self.batch_size = spec.data.train_batch_size
+        self.local_dir = spec.trainer.default_local_dir
+        self.seed = spec.trainer.seed
         self.global_step = 0
         self.epoch = 0
         self.groups: Any = None
@@ -105,64 +96,49 @@ class OfflineTrainer:
         self.tracker: Tracking | None = None
 
     # ------------------------------------------------------------------ setup
-    def _dataset(self, files: Any) -> Any:
+    def _dataset(self, files: tuple[str, ...]) -> Any:
         from relift.data import PairDataset, SFTDataset  # noqa: PLC0415
 
-        data_cfg = OmegaConf.to_container(self.cfg.data, resolve=True)
         cls = SFTDataset if self.kind == "sft" else PairDataset
-        return cls(files, self.tokenizer, config=data_cfg)
+        return cls(list(files), self.tokenizer, config=offline_data_config(self.spec.data))
 
     def _build_data(self) -> None:
         from relift.data import collate_to_dataproto, make_dataloader  # noqa: PLC0415
         from relift.models.loading import load_tokenizer  # noqa: PLC0415
 
-        model = self.cfg.model
-        self.tokenizer = load_tokenizer(model.get("tokenizer_path") or model.path,
-                                        trust_remote_code=bool(model.get("trust_remote_code", False)))
-        self.train_dataset = self._dataset(OmegaConf.to_container(self.cfg.data, resolve=True)["train_files"])
+        spec, data = self.spec, self.spec.data
+        self.tokenizer = load_tokenizer(spec.model.tokenizer_path, trust_remote_code=spec.model.trust_remote_code)
+        self.train_dataset = self._dataset(data.train_files)
         if len(self.train_dataset) < self.batch_size:
             raise ValueError(f"data.train_files has {len(self.train_dataset)} usable rows, fewer than "
                              f"data.train_batch_size ({self.batch_size})")
         self.train_loader = make_dataloader(self.train_dataset, batch_size=self.batch_size,
-                                            seed=int(_sel(self.cfg, "data.seed", self.seed)),
-                                            shuffle=bool(_sel(self.cfg, "data.shuffle", True)), drop_last=True,
-                                            collate_fn=collate_to_dataproto,
-                                            num_workers=int(_sel(self.cfg, "data.dataloader_num_workers", 0)))
+                                            seed=data.seed, shuffle=data.shuffle, drop_last=True,
+                                            collate_fn=collate_to_dataproto, num_workers=data.dataloader_num_workers)
         self.val_batches: list[DataProto] = []
-        val_files = _sel(self.cfg, "data.val_files")
-        if val_files:
-            val_ds = self._dataset(OmegaConf.to_container(self.cfg.data, resolve=True)["val_files"])
-            vbs = int(_sel(self.cfg, "data.val_batch_size", self.batch_size))
+        if data.val_files:
+            val_ds = self._dataset(data.val_files)
+            vbs = data.val_batch_size
             rows = [val_ds[i] for i in range(len(val_ds))]
             self.val_batches = [collate_to_dataproto(rows[s:s + vbs]) for s in range(0, len(rows), vbs)]
         steps_per_epoch = len(self.train_loader)
-        total = _sel(self.cfg, "trainer.total_training_steps")
-        self.total_steps = int(total) if total else steps_per_epoch * int(_sel(self.cfg, "trainer.total_epochs", 1))
-        with open_dict(self.cfg):
-            self.cfg.optim.total_training_steps = self.total_steps
-            self.cfg.trainer.total_training_steps = self.total_steps
+        total = spec.trainer.total_training_steps
+        self.total_steps = int(total) if total else steps_per_epoch * spec.trainer.total_epochs
+        self.spec = spec.with_total_steps(self.total_steps)
         logger.info("offline %s: %d train rows, %d steps per epoch, %d steps", self.loss_type,
                     len(self.train_dataset), steps_per_epoch, self.total_steps)
 
     def _build_workers(self) -> None:
         from trainer.workers_setup import build_worker_groups  # noqa: PLC0415
 
-        device = getattr(self.plan, "device", None) or str(_sel(self.cfg, "trainer.device", "auto"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        # the worker has no actor+ref role without a rollout, so DPO builds actor_rollout_ref (one idle engine)
-        self.groups = build_worker_groups(self.cfg, nnodes=int(_sel(self.cfg, "trainer.nnodes", 1)),
-                                          n_gpus_per_node=int(_sel(self.cfg, "trainer.n_gpus_per_node", 1)),
-                                          device=device, with_ref=self.uses_ref, with_reward=False,
-                                          with_rollout=self.uses_ref)
+        self.groups = build_worker_groups(self.spec.worker(), self.spec.ray_init, with_ref=self.uses_ref,
+                                          with_rollout=False)
         self.actor_wg = self.groups.actor
 
     def _build_tracker(self) -> None:
-        loggers = _sel(self.cfg, "trainer.logger", ["console"])
-        loggers = [loggers] if isinstance(loggers, str) else list(loggers)
-        self.tracker = Tracking(str(_sel(self.cfg, "trainer.project_name", "relift")),
-                                str(_sel(self.cfg, "trainer.experiment_name", "offline")), loggers,
-                                config=self.cfg, local_dir=self.local_dir,
+        t = self.spec.trainer
+        self.tracker = Tracking(t.project_name, t.experiment_name, list(t.logger), config=spec_to_dict(self.spec),
+                                local_dir=self.local_dir,
                                 console_keys={"loss": "train/loss", "val_loss": "val/loss", "lr": "train/lr",
                                               "grad_norm": "train/grad_norm", "step_s": "timing_s/step"})
 
@@ -219,16 +195,15 @@ class OfflineTrainer:
             mask = {s: d.batch["response_mask"].float() for s, d in sides.items()}
             if self.loss_type == "redi":
                 loss, _ = redi_loss(lp["chosen"], mask["chosen"], lp["rejected"], mask["rejected"],
-                                    alpha=float(_sel(self.cfg, "loss.alpha", 0.8)))
+                                    alpha=self.spec.loss.alpha)
             elif self.loss_type == "simpo":
                 loss, _ = simpo_loss(lp["chosen"], mask["chosen"], lp["rejected"], mask["rejected"],
-                                     beta=float(_sel(self.cfg, "loss.beta", 2.0)),
-                                     gamma=float(_sel(self.cfg, "loss.gamma", 1.0)))
+                                     beta=self.spec.loss.beta, gamma=self.spec.loss.gamma)
             else:
                 ref = {s: self._seq_log_probs(d, ref=True) for s, d in sides.items()}
                 loss, _ = dpo_loss(*((lp[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")),
                                    *((ref[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")),
-                                   beta=float(_sel(self.cfg, "loss.beta", 0.1)))
+                                   beta=self.spec.loss.beta)
             total += float(loss) * len(batch)
             pairs += len(batch)
         return {"val/loss": total / max(pairs, 1.0)}
@@ -236,15 +211,14 @@ class OfflineTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
         """Atomic save of the policy workers and the driver state for ``self.global_step``."""
-        keep = _sel(self.cfg, "trainer.max_ckpt_to_keep")
         return save_run_checkpoint(self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader,
-                                   step_metrics, max_to_keep=None if keep is None else int(keep))
+                                   step_metrics, max_to_keep=self.spec.trainer.max_ckpt_to_keep)
 
     def load_checkpoint(self) -> bool:
         """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
-        state = load_run_checkpoint(str(_sel(self.cfg, "trainer.resume_mode", "auto")), self.local_dir,
-                                    _sel(self.cfg, "trainer.resume_from_path"), self.actor_wg, self.train_loader,
-                                    self.tracker)
+        t = self.spec.trainer
+        state = load_run_checkpoint(t.resume_mode, self.local_dir, t.resume_from_path, self.actor_wg,
+                                    self.train_loader, self.tracker)
         if state is None:
             return False
         self.global_step = state["global_step"]
@@ -260,14 +234,15 @@ class OfflineTrainer:
 
         set_seed(self.seed)
         self._build_data()
+        save_spec_json(self.spec, self.local_dir)
         self._build_tracker()
         last: dict[str, Any] = {}
         try:
             self._build_workers()
             resumed = self.load_checkpoint()
-            test_freq = int(_sel(self.cfg, "trainer.test_freq", -1))
-            save_freq = int(_sel(self.cfg, "trainer.save_freq", -1))
-            if self.val_batches and not resumed and bool(_sel(self.cfg, "trainer.val_before_train", False)):
+            t = self.spec.trainer
+            test_freq, save_freq = t.test_freq, t.save_freq
+            if self.val_batches and not resumed and t.val_before_train:
                 self.tracker.log(self.validate(), step=self.global_step)
             steps_per_epoch = max(len(self.train_loader), 1)
             bar = tqdm(total=self.total_steps, initial=self.global_step, desc=f"{self.loss_type} steps",
@@ -292,7 +267,7 @@ class OfflineTrainer:
                     if is_last:
                         break
             bar.close()
-            if bool(_sel(self.cfg, "trainer.export_hf", False)):
+            if t.export_hf:
                 out = Path(self.local_dir) / "hf"
                 self.actor_wg.export_hf(str(out))
                 logger.info("exported the trained policy to %s", out)
@@ -304,7 +279,17 @@ class OfflineTrainer:
                 self.tracker.finish()
 
 
-def run(cfg: DictConfig, plan: Any = None) -> dict[str, Any]:
+def offline_data_config(data: OfflineDataSpec) -> SFTDataConfig | PairDataConfig:
+    """The SFT or pair dataset's settings from the data section."""
+    if data.kind == "sft":
+        return SFTDataConfig(prompt_key=data.prompt_key, response_key=data.response_key, max_length=data.max_length,
+                             truncation=data.truncation, apply_chat_template=data.apply_chat_template)
+    return PairDataConfig(prompt_key=data.prompt_key, chosen_key=data.chosen_key, rejected_key=data.rejected_key,
+                          max_length=data.max_length, truncation=data.truncation,
+                          apply_chat_template=data.apply_chat_template)
+
+
+def run(spec: OfflineRunSpec) -> dict[str, Any]:
     """Entry point used by ``python -m trainer.main_offline``."""
     logging.getLogger("relift").setLevel(logging.INFO)
-    return OfflineTrainer(cfg, plan).fit()
+    return OfflineTrainer(spec).fit()

@@ -47,16 +47,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_advantage
 from relift.algorithms.kl_control import get_kl_controller
 from relift.protocol import DataProto
+from relift.data.rl_dataset import RLDataConfig
+from relift.spec import DataSpec, RLRunSpec, save_spec_json, spec_to_dict
 from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
 from trainer.run_checkpoint import load_run_checkpoint, resolve_resume_dir, save_run_checkpoint
-from trainer.validation import GEN_KEYS, run_validation
+from trainer.validation import run_validation
+from workers.rollout.base import GEN_KEYS
 
 __all__ = ["RLTrainer", "run", "compute_data_metrics", "reduce_metrics", "resolve_resume_dir", "Hook"]
 
@@ -66,11 +68,6 @@ Hook = Callable[["RLTrainer", DataProto, dict], None]
 # seeds of the per-step rollout sampler: far apart from the worker seeds (seed + 1000 x rank)
 _STEP_SEED_STRIDE = 7919
 _VAL_SEED_OFFSET = 10_000_019
-
-
-def _sel(cfg: Any, key: str, default: Any = None) -> Any:
-    value = OmegaConf.select(cfg, key, default=default)
-    return default if value is None else value
 
 
 def reduce_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -132,9 +129,10 @@ def compute_data_metrics(batch: DataProto, max_response_length: int) -> dict[str
 class RLTrainer:
     """Holds the loop's state; ``fit()`` runs it (see the module docstring)."""
 
-    def __init__(self, cfg: DictConfig, plan: Any = None, post_update_hooks: list[Hook] | None = None) -> None:
-        self.cfg = cfg
-        self.plan = plan
+    def __init__(self, spec: RLRunSpec, post_update_hooks: list[Hook] | None = None) -> None:
+        if not isinstance(spec, RLRunSpec):
+            raise TypeError(f"RLTrainer takes the run spec from trainer.plan.build_rl_plan(cfg), got {type(spec).__name__}")
+        self.spec = spec
         self.post_update_hooks: list[Hook] = list(post_update_hooks or [])
         self.global_step = 0
         self.epoch = 0
@@ -143,60 +141,42 @@ class RLTrainer:
         self.groups: Any = None
         self.tracker: Tracking | None = None
         self.last_val_metrics: dict[str, float] = {}
-        c = lambda k, d=None: _sel(cfg, k, d)  # noqa: E731
-        self.n = int(c("actor_rollout_ref.rollout.n", 1))
-        self.batch_size = int(c("data.train_batch_size"))
-        self.max_response_length = int(c("data.max_response_length"))
-        self.estimator = str(c("algorithm.adv_estimator", "grpo"))
-        self.use_kl_in_reward = bool(c("algorithm.use_kl_in_reward", False))
-        self.use_kl_loss = bool(c("actor_rollout_ref.actor.use_kl_loss", False))
-        self.uses_ref = self.use_kl_in_reward or self.use_kl_loss
-        epochs = int(c("actor_rollout_ref.actor.ppo_epochs", 1))
-        mini = int(c("actor_rollout_ref.actor.ppo_mini_batch_size", self.batch_size))
-        self.on_policy = epochs == 1 and mini == self.batch_size and not self.use_kl_in_reward
-        self.kl_ctrl = get_kl_controller(OmegaConf.to_container(cfg.algorithm.kl_ctrl, resolve=True)) \
-            if self.use_kl_in_reward else None
-        self.local_dir = str(c("trainer.default_local_dir"))
-        self.seed = int(c("trainer.seed", 1))
-        nnodes, per_node = int(c("trainer.nnodes", 1)), int(c("trainer.n_gpus_per_node", 1))
-        self.world_size = nnodes * per_node
-        self.balance_batch = bool(c("trainer.balance_batch", True))
+        self.n = spec.rollout.sampling.n
+        self.batch_size = spec.data.train_batch_size
+        self.kl_ctrl = get_kl_controller(spec.algorithm.kl_ctrl) if spec.algorithm.use_kl_in_reward else None
+        self.local_dir = spec.trainer.default_local_dir
+        self.seed = spec.trainer.seed
+        self.world_size = spec.world.size
 
     # ------------------------------------------------------------------ setup
     def _build_data(self) -> None:
         from relift.data import RLDataset, collate_to_dataproto, make_dataloader  # noqa: PLC0415
         from relift.models.loading import load_tokenizer  # noqa: PLC0415
 
-        cfg = self.cfg
-        model = cfg.actor_rollout_ref.model
-        self.tokenizer = load_tokenizer(model.get("tokenizer_path") or model.path,
-                                        trust_remote_code=bool(model.get("trust_remote_code", False)))
-        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-        self.train_dataset = RLDataset(data_cfg["train_files"], self.tokenizer, config=data_cfg)
+        spec, data = self.spec, self.spec.data
+        self.tokenizer = load_tokenizer(spec.model.tokenizer_path, trust_remote_code=spec.model.trust_remote_code)
+        data_cfg = rl_data_config(data)
+        self.train_dataset = RLDataset(list(data.train_files), self.tokenizer, config=data_cfg)
         if len(self.train_dataset) < self.batch_size:
             raise ValueError(f"data.train_files has {len(self.train_dataset)} usable rows, fewer than "
                              f"data.train_batch_size ({self.batch_size})")
         self.train_loader = make_dataloader(self.train_dataset, batch_size=self.batch_size,
-                                            seed=int(_sel(cfg, "data.seed", self.seed)),
-                                            shuffle=bool(_sel(cfg, "data.shuffle", True)), drop_last=True,
-                                            collate_fn=collate_to_dataproto,
-                                            num_workers=int(_sel(cfg, "data.dataloader_num_workers", 0)))
+                                            seed=data.seed, shuffle=data.shuffle, drop_last=True,
+                                            collate_fn=collate_to_dataproto, num_workers=data.dataloader_num_workers)
         self.val_batches: list[DataProto] = []
-        if data_cfg.get("val_files"):
-            val_ds = RLDataset(data_cfg["val_files"], self.tokenizer, config=data_cfg)
-            vbs = data_cfg.get("val_batch_size") or len(val_ds)
+        if data.val_files:
+            val_ds = RLDataset(list(data.val_files), self.tokenizer, config=data_cfg)
+            vbs = data.val_batch_size or len(val_ds)
             rows = [val_ds[i] for i in range(len(val_ds))]
             self.val_batches = [collate_to_dataproto(rows[s:s + vbs]) for s in range(0, len(rows), vbs)]
         steps_per_epoch = len(self.train_loader)
-        total = _sel(cfg, "trainer.total_training_steps")
-        epochs = int(_sel(cfg, "trainer.total_epochs", 1))
+        total = spec.trainer.total_training_steps
+        epochs = spec.trainer.total_epochs
         self.total_epochs = epochs
         self.total_steps = int(total) if total else steps_per_epoch * epochs
         if total:
             self.total_epochs = max(epochs, math.ceil(int(total) / max(steps_per_epoch, 1)))
-        with open_dict(cfg):
-            cfg.actor_rollout_ref.actor.optim.total_training_steps = self.total_steps
-            cfg.trainer.total_training_steps = self.total_steps
+        self.spec = spec.with_total_steps(self.total_steps)
         logger.info("train: %d prompts, %d steps per epoch, %d steps in all; validation: %d prompts",
                     len(self.train_dataset), steps_per_epoch, self.total_steps,
                     sum(len(b) for b in self.val_batches))
@@ -204,20 +184,14 @@ class RLTrainer:
     def _build_workers(self) -> None:
         from trainer.workers_setup import build_worker_groups  # noqa: PLC0415
 
-        device = getattr(self.plan, "device", None) or str(_sel(self.cfg, "trainer.device", "auto"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.groups = build_worker_groups(self.cfg, nnodes=int(_sel(self.cfg, "trainer.nnodes", 1)),
-                                          n_gpus_per_node=int(_sel(self.cfg, "trainer.n_gpus_per_node", 1)),
-                                          device=device, with_ref=self.uses_ref)
+        spec = self.spec
+        self.groups = build_worker_groups(spec.worker(), spec.ray_init, with_ref=spec.ref.enabled, reward=spec.reward)
         self.actor_wg, self.reward_wg = self.groups.actor, self.groups.reward
 
     def _build_tracker(self) -> None:
-        loggers = _sel(self.cfg, "trainer.logger", ["console"])
-        loggers = [loggers] if isinstance(loggers, str) else list(loggers)
-        self.tracker = Tracking(str(_sel(self.cfg, "trainer.project_name", "relift")),
-                                str(_sel(self.cfg, "trainer.experiment_name", "run")), loggers,
-                                config=self.cfg, local_dir=self.local_dir)
+        t = self.spec.trainer
+        self.tracker = Tracking(t.project_name, t.experiment_name, list(t.logger), config=spec_to_dict(self.spec),
+                                local_dir=self.local_dir)
 
     # ------------------------------------------------------------------ checkpoints
     def hook_state(self) -> dict[str, Any]:
@@ -239,17 +213,16 @@ class RLTrainer:
 
     def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
         """Atomic save of the policy workers and the driver state for ``self.global_step``."""
-        keep = _sel(self.cfg, "trainer.max_actor_ckpt_to_keep")
         return save_run_checkpoint(
             self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader, step_metrics,
-            max_to_keep=None if keep is None else int(keep),
+            max_to_keep=self.spec.trainer.max_ckpt_to_keep,
             extra={"kl_ctrl": self.kl_ctrl.state_dict() if self.kl_ctrl is not None else None,
                    "hooks": self.hook_state()})
 
     def load_checkpoint(self) -> bool:
         """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
-        state = load_run_checkpoint(str(_sel(self.cfg, "trainer.resume_mode", "auto")), self.local_dir,
-                                    _sel(self.cfg, "trainer.resume_from_path"), self.actor_wg, self.train_loader,
+        t = self.spec.trainer
+        state = load_run_checkpoint(t.resume_mode, self.local_dir, t.resume_from_path, self.actor_wg, self.train_loader,
                                     self.tracker)
         if state is None:
             return False
@@ -268,10 +241,7 @@ class RLTrainer:
         """A validation pass (empty dict when there are no validation files)."""
         if not self.val_batches:
             return {}
-        val_kwargs = OmegaConf.to_container(self.cfg.actor_rollout_ref.rollout.val_kwargs, resolve=True) \
-            if _sel(self.cfg, "actor_rollout_ref.rollout.val_kwargs") is not None else {}
-        metrics, _ = run_validation(self.actor_wg, self.reward_wg, self.val_batches, val_kwargs,
-                                    global_step=self.global_step,
+        metrics, _ = run_validation(self.actor_wg, self.reward_wg, self.val_batches, global_step=self.global_step,
                                     seed=self._step_seed(self.global_step) + _VAL_SEED_OFFSET)
         self.last_val_metrics = metrics
         return metrics
@@ -303,10 +273,10 @@ class RLTrainer:
                 scored.meta_info.pop("metrics", None)
                 batch = batch.union(scored)
 
-            if self.balance_batch:
+            if self.spec.trainer.balance_batch:
                 batch = self._balance(batch, metrics)
 
-            if not self.on_policy:
+            if not self.spec.on_policy:
                 with timed("old_log_prob", timings):
                     old = self.actor_wg.compute_log_prob(batch)
                     batch = batch.union(old)
@@ -314,7 +284,7 @@ class RLTrainer:
                 mask = batch.batch["response_mask"].float()
                 metrics["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
 
-            if self.uses_ref:
+            if self.spec.ref.enabled:
                 with timed("ref", timings):
                     batch = batch.union(self.actor_wg.compute_ref_log_prob(batch))
 
@@ -330,7 +300,7 @@ class RLTrainer:
             for hook in self.post_update_hooks:
                 hook(self, batch, metrics)
 
-        metrics.update(compute_data_metrics(batch, self.max_response_length))
+        metrics.update(compute_data_metrics(batch, self.spec.data.max_response_length))
         metrics.update(timings)
         total_tokens = float(batch.batch["attention_mask"].sum())
         step_time = timings["timing_s/step"]
@@ -356,20 +326,21 @@ class RLTrainer:
         b = batch.batch
         scores = b["token_level_scores"]
         mask = b["response_mask"]
-        if self.use_kl_in_reward:
+        alg = self.spec.algorithm
+        if alg.use_kl_in_reward:
             rewards, kl_metrics = apply_kl_penalty_to_rewards(
                 scores, b["old_log_probs"], b["ref_log_prob"], mask, kl_coef=self.kl_ctrl.value,
-                kl_penalty=str(_sel(self.cfg, "algorithm.kl_penalty", "kl")))
+                kl_penalty=alg.kl_penalty)
             self.kl_ctrl.update(kl_metrics["actor/reward_kl_penalty"], n_steps=len(batch) // self.n)
             metrics.update(kl_metrics)
         else:
             rewards = scores
         kwargs: dict[str, Any] = {}
-        if self.estimator == "grpo":
-            kwargs["norm_adv_by_std_in_grpo"] = bool(_sel(self.cfg, "algorithm.norm_adv_by_std_in_grpo", True))
-        elif self.estimator == "reinforce_plus_plus":
-            kwargs["gamma"] = float(_sel(self.cfg, "algorithm.gamma", 1.0))
-        adv, ret = compute_advantage(self.estimator, rewards, mask, index=batch.non_tensor_batch["uid"], **kwargs)
+        if alg.adv_estimator == "grpo":
+            kwargs["norm_adv_by_std_in_grpo"] = alg.norm_adv_by_std_in_grpo
+        elif alg.adv_estimator == "reinforce_plus_plus":
+            kwargs["gamma"] = alg.gamma
+        adv, ret = compute_advantage(alg.adv_estimator, rewards, mask, index=batch.non_tensor_batch["uid"], **kwargs)
         b["token_level_rewards"] = rewards
         b["advantages"] = adv
         b["returns"] = ret
@@ -386,16 +357,15 @@ class RLTrainer:
 
         set_seed(self.seed)
         self._build_data()
+        save_spec_json(self.spec, self.local_dir)
         self._build_tracker()
         last: dict[str, Any] = {}
         try:
             self._build_workers()
             resumed = self.load_checkpoint()
-            test_freq = int(_sel(self.cfg, "trainer.test_freq", -1))
-            save_freq = int(_sel(self.cfg, "trainer.save_freq", -1))
-            val_only = bool(_sel(self.cfg, "trainer.val_only", False))
-            if self.val_batches and (val_only or (not resumed and bool(_sel(self.cfg, "trainer.val_before_train",
-                                                                              True)))):
+            t = self.spec.trainer
+            test_freq, save_freq, val_only = t.test_freq, t.save_freq, t.val_only
+            if self.val_batches and (val_only or (not resumed and t.val_before_train)):
                 val_timings: dict[str, float] = {}
                 with timed("testing", val_timings):
                     val = self.validate()
@@ -443,10 +413,18 @@ class RLTrainer:
                 self.tracker.finish()
 
 
-def run(cfg: DictConfig, plan: Any = None) -> dict[str, Any]:
+def rl_data_config(data: DataSpec) -> RLDataConfig:
+    """The RL dataset's settings from the data section."""
+    return RLDataConfig(prompt_key=data.prompt_key, max_prompt_length=data.max_prompt_length,
+                        truncation=data.truncation, apply_chat_template=data.apply_chat_template,
+                        target_key=data.target_key, max_target_length=data.max_target_length,
+                        max_response_length=data.max_response_length, data_source_key=data.reward_fn_key)
+
+
+def run(spec: RLRunSpec) -> dict[str, Any]:
     """Entry point used by ``python -m trainer.main_rl``: build the trainer and fit."""
     logging.getLogger("relift").setLevel(logging.INFO)
-    if bool(_sel(cfg, "relift.enable", False)):
+    if spec.relift.enable:
         logger.warning("relift.enable=true: the ReLIFT hook is not wired into this trainer yet; "
                        "running plain RL (register a post_update_hook to add it)")
-    return RLTrainer(cfg, plan).fit()
+    return RLTrainer(spec).fit()

@@ -1,5 +1,8 @@
 """One validation pass: generate with ``rollout.val_kwargs``, score, and report mean@n / pass@k.
 
+The rollout engines hold ``val_kwargs`` from the run spec; a generation call marked
+``meta_info["validate"]`` samples with them.
+
 Every validation prompt gets ``val_kwargs.n`` samples (greedy by default). Each sample becomes a
 record ``{data_source, prompt_id, correct, pred, score}``; :func:`relift.metrics.summarize_samples`
 turns them into a per-data-source table, reported as verl names it:
@@ -16,29 +19,18 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from relift.metrics import summarize_samples, to_markdown, to_metric_dict
 from relift.protocol import DataProto
+from workers.rollout.base import GEN_KEYS
 
-__all__ = ["GEN_KEYS", "validation_records", "run_validation", "val_sampling_meta"]
+__all__ = ["validation_records", "run_validation"]
 
 logger = logging.getLogger(__name__)
-
-GEN_KEYS = ("input_ids", "attention_mask", "position_ids")
-
-
-def val_sampling_meta(val_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``meta_info`` a validation generation call carries (``validate`` + the val sampling keys)."""
-    meta: dict[str, Any] = {"validate": True}
-    for key in ("n", "temperature", "top_p", "top_k", "do_sample"):
-        if val_kwargs and val_kwargs.get(key) is not None:
-            meta[key] = val_kwargs[key]
-    return meta
-
 
 def validation_records(batch: DataProto, prompt_ids: Iterable[Any]) -> list[dict[str, Any]]:
     """One record per scored sample (``prompt_ids``: the prompt each row belongs to)."""
@@ -74,8 +66,8 @@ def summarize_validation(records: list[dict[str, Any]]) -> tuple[dict[str, float
     return metrics, to_markdown(summary)
 
 
-def run_validation(actor_wg: Any, reward_wg: Any, batches: Iterable[DataProto], val_kwargs: Mapping[str, Any],
-                   global_step: int = 0, seed: int | None = None) -> tuple[dict[str, float], str]:
+def run_validation(actor_wg: Any, reward_wg: Any, batches: Iterable[DataProto], global_step: int = 0,
+                   seed: int | None = None) -> tuple[dict[str, float], str]:
     """Generate, score and summarise every batch of ``batches``; returns (metrics, markdown table).
 
     ``seed``: reseed the rollout sampler first (when the group offers ``set_rollout_seed``), so a
@@ -84,13 +76,12 @@ def run_validation(actor_wg: Any, reward_wg: Any, batches: Iterable[DataProto], 
     records: list[dict[str, Any]] = []
     timeouts = errors = 0.0
     lengths: list[float] = []
-    meta = val_sampling_meta(val_kwargs)
     if seed is not None and hasattr(actor_wg, "set_rollout_seed"):
         actor_wg.set_rollout_seed(int(seed))
     for b, batch in enumerate(batches):
         n_prompts = len(batch)
         gen_in = batch.select(batch_keys=list(GEN_KEYS), non_tensor_batch_keys=[])
-        gen_in.meta_info = {**meta, "global_step": int(global_step)}
+        gen_in.meta_info = {"validate": True, "global_step": int(global_step)}
         out = actor_wg.generate_sequences(gen_in)
         out.meta_info.pop("timing", None)
         n = len(out) // max(n_prompts, 1)

@@ -7,14 +7,11 @@
 * ``auto`` (default): ``inprocess`` when the world size is 1 and no Ray cluster was asked for
   (neither ``ray_init.address`` nor ``$RAY_ADDRESS`` set), ``ray`` otherwise.
 
-The policy worker is :class:`TrainerActorWorker`, the :class:`ActorRolloutRefWorker` plus one
-method the trainers need for exact resume: ``set_rollout_seed(seed)`` reseeds the rollout engine
-(HF: its torch generator; vLLM: one request seed per prompt). The RL trainer calls it before every
-generation with a seed derived from (``trainer.seed``, global step), so what a step samples depends only on the weights and the step
-number, never on how many runs it took to get there (the engine's RNG is not in the worker's
-checkpoint). When a reference policy is needed it lives in the same worker (role
-``actor_rollout_ref``): one process per device, as verl colocates them. The reward worker is a
-separate group of one worker (its scoring processes do the parallel work).
+The policy workers are :class:`ActorRolloutRefWorker` built from the run spec's
+:class:`relift.spec.PolicyWorkerSpec`; when a reference policy is needed it lives in the same
+worker (role ``actor_rollout_ref``): one process per device, as verl colocates them. The reward
+worker is a separate group of one worker (its scoring processes do the parallel work), built from
+the :class:`relift.spec.RewardSpec`.
 """
 
 from __future__ import annotations
@@ -25,28 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relift.single_controller import Dispatch, InProcessWorkerGroup, RayClassWithInitArgs, register
+from relift.single_controller import InProcessWorkerGroup, RayClassWithInitArgs
+from relift.spec import PolicyWorkerSpec, RayInitSpec, RewardSpec, WorldSpec
 from workers.fsdp_worker import ActorRolloutRefWorker
 from workers.reward_worker import RewardWorker
 
-__all__ = ["BACKENDS", "TrainerActorWorker", "WorkerGroups", "resolve_backend", "build_worker_groups"]
+__all__ = ["BACKENDS", "WorkerGroups", "resolve_backend", "build_worker_groups", "worker_role", "run_device"]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "ray", "inprocess")
 # a CPU share small enough that the reward worker fits beside one policy worker per core
 REWARD_WORKER_CPUS = 0.1
-
-
-class TrainerActorWorker(ActorRolloutRefWorker):
-    """:class:`ActorRolloutRefWorker` with a reseedable rollout sampler (see the module docstring)."""
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def set_rollout_seed(self, seed: int) -> bool:
-        """Reseed this rank's rollout engine with ``seed + rank``; False when the engine cannot be reseeded."""
-        if self.rollout is None:
-            return False
-        return bool(self.rollout.reseed(int(seed) + int(self.rank)))
 
 
 def resolve_backend(requested: str | None, world_size: int, ray_address: str | None = None) -> str:
@@ -93,39 +80,46 @@ class WorkerGroups:
         self._cleanups.clear()
 
 
-def _sel(cfg: Any, key: str, default: Any = None) -> Any:
-    from omegaconf import OmegaConf  # noqa: PLC0415
+def worker_role(*, has_actor: bool, has_rollout: bool, has_ref: bool) -> str:
+    """verl's role name for what one policy worker holds (``actor_ref``: offline DPO)."""
+    if not has_actor:
+        return "rollout"
+    return "actor" + ("_rollout" if has_rollout else "") + ("_ref" if has_ref else "")
 
-    value = OmegaConf.select(cfg, key, default=default)
-    return default if value is None else value
+
+def run_device(world: WorldSpec) -> str:
+    """``trainer.device`` with ``auto`` resolved on this machine (a plan made with
+    ``trainer.check_devices=false`` keeps ``auto``)."""
+    if world.device != "auto":
+        return world.device
+    import torch  # noqa: PLC0415
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_worker_groups(cfg: Any, *, nnodes: int, n_gpus_per_node: int, device: str, with_ref: bool,
-                        with_reward: bool = True, with_rollout: bool = True) -> WorkerGroups:
-    """Start and initialise the policy group (and the reward group); see the module docstring.
+def build_worker_groups(worker: PolicyWorkerSpec, ray_init: RayInitSpec, *, with_ref: bool,
+                        reward: RewardSpec | None = None, with_rollout: bool = True) -> WorkerGroups:
+    """Start and initialise the policy group (and, given its spec, the reward group).
 
-    ``cfg`` is the full trainer config (the workers read their own keys from it). Raises
-    ``ValueError`` for an impossible backend choice; worker failures surface as
+    Raises ``ValueError`` for an impossible backend choice; worker failures surface as
     :class:`relift.single_controller.WorkerGroupError` naming the rank and method.
     """
-    world = int(nnodes) * int(n_gpus_per_node)
-    backend = resolve_backend(_sel(cfg, "trainer.backend", "auto"), world, _sel(cfg, "ray_init.address"))
-    if with_rollout:
-        role = "actor_rollout_ref" if with_ref else "actor_rollout"
-    else:
-        role = "actor_rollout_ref" if with_ref else "actor"
+    world = worker.world
+    backend = resolve_backend(world.backend, world.size, ray_init.address)
+    role = worker_role(has_actor=worker.actor is not None, has_rollout=with_rollout, has_ref=with_ref)
     groups = WorkerGroups(actor=None, reward=None, backend=backend, has_ref=with_ref)
-    logger.info("starting %d policy worker(s) (role %s) and %s reward worker on the %s backend", world, role,
-                "one" if with_reward else "no", backend)
+    logger.info("starting %d policy worker(s) (role %s) and %s reward worker on the %s backend", world.size, role,
+                "one" if reward is not None else "no", backend)
+    reward_args = (reward, worker.model.tokenizer_path, worker.model.trust_remote_code)
     try:
         if backend == "inprocess":
-            groups.actor = InProcessWorkerGroup(RayClassWithInitArgs(TrainerActorWorker, cfg, role))
+            groups.actor = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, worker, role))
             groups._cleanups.append(groups.actor.shutdown)
-            if with_reward:
-                groups.reward = InProcessWorkerGroup(RayClassWithInitArgs(RewardWorker, cfg))
+            if reward is not None:
+                groups.reward = InProcessWorkerGroup(RayClassWithInitArgs(RewardWorker, *reward_args))
                 groups._cleanups.append(groups.reward.shutdown)
         else:
-            _start_ray_groups(cfg, groups, role, nnodes, n_gpus_per_node, device, with_reward)
+            _start_ray_groups(worker, ray_init, groups, role, reward_args if reward is not None else None)
         groups.actor.init_model()
         if groups.reward is not None:
             groups.reward.init_model()
@@ -135,25 +129,26 @@ def build_worker_groups(cfg: Any, *, nnodes: int, n_gpus_per_node: int, device: 
     return groups
 
 
-def _start_ray_groups(cfg: Any, groups: WorkerGroups, role: str, nnodes: int, n_gpus_per_node: int, device: str,
-                      with_reward: bool) -> None:
+def _start_ray_groups(worker: PolicyWorkerSpec, ray_init: RayInitSpec, groups: WorkerGroups, role: str,
+                      reward_args: tuple[Any, ...] | None) -> None:
     import ray  # noqa: PLC0415
 
     from relift.single_controller import RayResourcePool, RayWorkerGroup, init_ray  # noqa: PLC0415
 
-    info = init_ray(address=_sel(cfg, "ray_init.address"), num_cpus=_sel(cfg, "ray_init.num_cpus"),
-                    include_dashboard=bool(_sel(cfg, "ray_init.include_dashboard", False)))
+    info = init_ray(address=ray_init.address, num_cpus=ray_init.num_cpus, include_dashboard=ray_init.include_dashboard)
     if info.get("mode") == "started":
         groups._cleanups.append(ray.shutdown)
-    pool = RayResourcePool([int(n_gpus_per_node)] * int(nnodes), use_gpu=device == "cuda", name_prefix="relift_actor")
+    world = worker.world
+    pool = RayResourcePool([world.n_gpus_per_node] * world.nnodes, use_gpu=run_device(world) == "cuda",
+                           name_prefix="relift_actor")
     groups._cleanups.append(lambda: pool.shutdown())
-    actor = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(TrainerActorWorker), cfg, role))
+    actor = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), worker, role))
     groups.actor = actor
     groups._cleanups.append(lambda: actor.shutdown(release_resources=True))
-    if with_reward:
+    if reward_args is not None:
         rpool = RayResourcePool([1], use_gpu=False, num_cpus_per_bundle=REWARD_WORKER_CPUS,
                                 name_prefix="relift_reward")
         groups._cleanups.append(lambda: rpool.shutdown())
-        reward = RayWorkerGroup(rpool, RayClassWithInitArgs(ray.remote(RewardWorker), cfg))
+        reward = RayWorkerGroup(rpool, RayClassWithInitArgs(ray.remote(RewardWorker), *reward_args))
         groups.reward = reward
         groups._cleanups.append(lambda: reward.shutdown(release_resources=True))

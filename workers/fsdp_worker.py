@@ -1,33 +1,28 @@
 """ActorRolloutRefWorker: the policy (FSDP2 + AdamW), its rollout engine and the reference policy.
 
-One instance per device. The role string picks what it holds (verl's names): ``actor``,
-``rollout``, ``ref``, ``actor_rollout``, ``actor_rollout_ref``. The worker reads the full config's
-``actor_rollout_ref.*`` keys (``trainer/config/rl_trainer.yaml``); an offline-trainer config
-(top-level ``model`` / ``optim`` / ``loss``) is translated to the same keys.
+One instance per device, built from a :class:`relift.spec.PolicyWorkerSpec` (the RL and offline
+trainers and the generation entry point each derive one from their run spec). The role string picks
+what it holds (verl's names): ``actor``, ``rollout``, ``ref``, ``actor_rollout``,
+``actor_rollout_ref``, and ``actor_ref`` (offline DPO: a reference without a rollout engine). The jobs live beside it: model building and sharding
+(:mod:`workers.fsdp_model`), checkpoint files (:mod:`workers.fsdp_checkpoint`), the generation
+engine and weight sync (:mod:`workers.rollout_engine`), the data-parallel actor rules
+(:mod:`workers.fsdp_actor`). This file holds the worker's public methods.
 
 Decisions worth knowing:
 
-* Sharding: FSDP2 per decoder layer + root over all ranks (gloo on CPU; NCCL with bf16 compute and
-  fp32 gradient reduction on GPU). With more than one rank, rank 0 alone reads the checkpoint; the
-  others build the model on the meta device and receive the weights by broadcast (host memory:
-  one full copy per node instead of one per rank).
-* Batch sizes: ``actor.ppo_mini_batch_size`` is in prompts; each worker's mini-batch is
-  ``mini * rollout.n / world_size`` sequences (checked to divide). Micro-batch sizes are per worker.
-* Weight sync: the rollout engine holds its own unsharded copy of the weights. Before generating,
-  if the actor changed since the last sync, the full state dict is gathered ONCE
-  (``get_model_state_dict(full_state_dict=True)``) and loaded with ONE ``update_weights`` call.
-  The HF engine could share the module, but a sharded module would all-gather per layer per
-  decoding step and force every rank to decode in lockstep; the copy avoids both.
-* ReLIFT's fine-tuning step shares the RL AdamW (no second copy of the moments: ReLIFT's public
-  code doubled optimiser memory with a second AdamW). It runs at ``relift.lr`` (default: the actor
-  lr) through a temporary lr override and never steps the RL LR scheduler. Set
-  ``relift.sft_optimizer: separate`` for a dedicated AdamW (checkpointed too). Offline training
+* Batch sizes: the spec's actor mini-batch is already in sequences per worker
+  (``ppo_mini_batch_size x rollout.n / world size``, checked to divide by the plan).
+* ReLIFT's fine-tuning step shares the RL AdamW by default (no second copy of the moments: ReLIFT's
+  public code doubled optimiser memory with a second AdamW). It runs at ``relift.lr`` (null: the
+  RL optimiser's current lr) through a temporary lr override and never steps the RL LR scheduler.
+  ``relift.sft_optimizer: separate`` gives it a dedicated AdamW (checkpointed too). Offline training
   (SFT / pairs as the main objective) steps the scheduler once per update call.
-* Checkpoints: per-rank files of local shards (see :mod:`relift.utils.fsdp`) written into the folder
-  the driver gives (normally ``<root>/.tmp-global_step_N/actor`` from
-  :func:`relift.utils.checkpoint.begin_checkpoint`; the driver commits). Files:
-  ``model_/optim_/extra_state_world_size_W_rank_R.pt``, ``meta.json``, ``huggingface/`` (config +
-  tokenizer). ``local_path`` must be on a file system every rank sees.
+* Log-probs are computed at the temperature the rollout sampled with (``rollout.temperature``,
+  1.0 for greedy or offline data), from the spec; the driver does not carry it.
+* Sampling seeds: ``set_rollout_seed(seed)`` reseeds this rank's engine with ``seed + rank`` (HF:
+  its torch generator; vLLM: one request seed per prompt). The RL trainer calls it before every
+  generation with a seed derived from (``trainer.seed``, step), so what a step samples depends only
+  on the weights and the step number (the engine's RNG is not in the checkpoint).
 """
 
 from __future__ import annotations
@@ -46,415 +41,142 @@ import torch.distributed as dist
 
 from relift.protocol import DataProto
 from relift.single_controller import Dispatch, Execute, Worker, register
-from relift.utils import checkpoint as ckpt
+from relift.spec import PolicyWorkerSpec
 from relift.utils import fsdp as fsdp_utils
-from relift.utils.optim import build_lr_scheduler_from_config, build_optimizer
-from workers.actor import DataParallelActor
+from relift.utils.optim import optimizer_from_spec, scheduler_from_spec
+from workers.actor import ActorConfig
+from workers.fsdp_actor import FSDPActor
+from workers.fsdp_checkpoint import TrainState, export_hf_folder, load_train_state, save_train_state
+from workers.fsdp_model import build_sharded, eos_token_ids
+from workers.rollout_engine import build_rollout_engine, sync_weights
 
-__all__ = ["ActorRolloutRefWorker", "ROLES", "to_worker_config"]
+__all__ = ["ActorRolloutRefWorker", "ROLES", "actor_config"]
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("actor", "rollout", "ref", "actor_rollout", "actor_rollout_ref")
-
-_DTYPE = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-          "fp32": torch.float32, "float32": torch.float32}
+ROLES = ("actor", "rollout", "ref", "actor_rollout", "actor_ref", "actor_rollout_ref")
 
 
-# ---------------------------------------------------------------------------- config helpers
-def _to_omegaconf(config: Any) -> Any:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(config, DictConfig):
-        return config
-    if isinstance(config, dict):
-        return OmegaConf.create(config)
-    raise TypeError(f"worker config must be a dict or an OmegaConf DictConfig, got {type(config).__name__}")
-
-
-def _sel(config: Any, key: str, default: Any = None) -> Any:
-    from omegaconf import OmegaConf
-
-    value = OmegaConf.select(config, key, default=default)
-    return default if value is None else value
-
-
-def _container(node: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if node is None:
-        return {}
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
-    return dict(node)
-
-
-def to_worker_config(config: Any) -> Any:
-    """The ``actor_rollout_ref`` view the worker reads; translates an offline-trainer config.
-
-    Offline configs (``trainer/config/offline_trainer.yaml``: top-level ``model``, ``optim``,
-    ``loss``, ``ref``, ``data.train_batch_size``/``micro_batch_size_per_gpu``) become
-    ``actor_rollout_ref.{model,actor,ref}`` with ``rollout.n = 1`` and ``worker_mode: offline``.
-    """
-    from omegaconf import OmegaConf
-
-    cfg = _to_omegaconf(config)
-    if OmegaConf.select(cfg, "actor_rollout_ref") is not None:
-        return cfg
-    if OmegaConf.select(cfg, "model") is None:
-        raise KeyError("worker config has neither actor_rollout_ref.* (RL) nor model.* (offline) keys")
-    model = _container(cfg.model)
-    fsdp_config = model.pop("fsdp_config", {}) or {}
-    logits_chunk = model.pop("logits_chunk_size", 1024)
-    optim = _container(_sel(cfg, "optim", {}))
-    loss = _container(_sel(cfg, "loss", {}))
-    ref = _container(_sel(cfg, "ref", {}))
-    batch = int(_sel(cfg, "data.train_batch_size", 1))
-    micro = _sel(cfg, "data.micro_batch_size_per_gpu", None)
-    actor = {
-        "ppo_mini_batch_size": batch, "ppo_micro_batch_size_per_gpu": micro, "logits_chunk_size": logits_chunk,
-        "grad_clip": optim.pop("grad_clip", 1.0), "optim": optim, "fsdp_config": fsdp_config,
-        "redi_alpha": loss.get("alpha", 0.8), "simpo_gamma": loss.get("gamma", 1.0),
-        "offline_batch_size": batch,
-    }
-    if loss.get("beta") is not None:
-        actor["dpo_beta"] = actor["simpo_beta"] = loss["beta"]
-    out = {
-        "worker_mode": "offline",
-        "actor_rollout_ref": {
-            "model": model, "actor": actor, "rollout": {"n": 1},
-            "ref": {"model_path": ref.get("model_path"), "fsdp_config": ref.get("fsdp_config", {}),
-                    "log_prob_micro_batch_size_per_gpu": ref.get("log_prob_micro_batch_size_per_gpu", micro)},
-        },
-        "trainer": {"seed": _sel(cfg, "trainer.seed", 1), "device": _sel(cfg, "trainer.device", "auto"),
-                    "max_actor_ckpt_to_keep": _sel(cfg, "trainer.max_ckpt_to_keep", None)},
-    }
-    return OmegaConf.create(out)
+def actor_config(spec: PolicyWorkerSpec, *, ref: bool = False) -> ActorConfig:
+    """The actor core's settings from the spec (the reference copy swaps in its log-prob batching)."""
+    a = spec.actor
+    log_prob = spec.ref.log_prob_micro if ref else a.log_prob_micro
+    values: dict[str, Any] = dict(
+        ppo_micro_batch_size_per_gpu=a.train_micro.micro_batch_size_per_gpu,
+        use_dynamic_bsz=a.train_micro.use_dynamic_bsz, ppo_max_token_len_per_gpu=a.train_micro.max_token_len_per_gpu,
+        ppo_epochs=a.ppo_epochs, shuffle=a.shuffle, seed=spec.seed, loss_scale_factor=a.loss_scale_factor,
+        grad_clip=a.grad_clip, logits_chunk_size=a.logits_chunk_size,
+        log_prob_micro_batch_size_per_gpu=log_prob.micro_batch_size_per_gpu,
+        log_prob_use_dynamic_bsz=log_prob.use_dynamic_bsz, log_prob_max_token_len_per_gpu=log_prob.max_token_len_per_gpu)
+    if not ref:
+        values["ppo_mini_batch_size"] = a.sequences_per_mini_batch_per_worker
+    loss = a.policy_loss
+    if loss is not None:
+        values.update(clip_ratio_low=loss.clip_ratio_low, clip_ratio_high=loss.clip_ratio_high,
+                      clip_ratio_c=loss.clip_ratio_c, loss_agg_mode=loss.loss_agg_mode,
+                      loss_remove_clip=loss.loss_remove_clip, entropy_coeff=loss.entropy_coeff,
+                      use_kl_loss=loss.use_kl_loss, kl_loss_coef=loss.kl_loss_coef, kl_loss_type=loss.kl_loss_type)
+    if spec.loss is not None:  # offline: the whole per-worker batch is one optimiser step
+        values.update(sft_mini_batch_size=a.sequences_per_mini_batch_per_worker,
+                      pair_mini_batch_size=a.sequences_per_mini_batch_per_worker, redi_alpha=spec.loss.alpha,
+                      simpo_gamma=spec.loss.gamma)
+        if spec.loss.beta is not None:
+            values.update(dpo_beta=spec.loss.beta, simpo_beta=spec.loss.beta)
+    cfg = ActorConfig(**{k: v for k, v in values.items() if v is not None or k in ("clip_ratio_c", "grad_clip")})
+    cfg.validate()
+    return cfg
 
 
-# ---------------------------------------------------------------------------- actor under FSDP
-class _FSDPActor(DataParallelActor):
-    """The actor core with two data-parallel rules.
-
-    * Every rank runs the same number of micro-batches: FSDP2 all-gathers each layer on every
-      forward, so ranks must make the same number of forward calls. Fixed micro-batch sizes over
-      equal chunks give that already; token-budget micro-batches (``use_dynamic_bsz``) do not, so
-      the count is agreed on (all-reduce MAX) and ranks with fewer split their largest ones.
-    * Loss normalisers are global: each mini-batch's token and sequence totals are summed over the
-      ranks (divided by the world size, because FSDP averages the gradients), so ``token-mean``
-      and the ``seq-mean-*`` modes give the gradient of the whole global mini-batch, whatever the
-      world size and however unevenly the tokens fall on the ranks.
-    """
-
-    def _normalizers(self, mini: DataProto, mask: torch.Tensor) -> dict[str, Any]:
-        norms = DataParallelActor._normalizers(mini, mask)
-        explicit = mini.meta_info.get("global_num_tokens") is not None or \
-            mini.meta_info.get("global_num_seqs") is not None
-        if explicit or not dist.is_initialized() or dist.get_world_size() == 1:
-            return norms
-        world = dist.get_world_size()
-        totals = torch.tensor([float(norms["num_tokens"]), float(norms["num_seqs"])], dtype=torch.float64)
-        dist.all_reduce(totals)
-        norms["num_tokens"] = float(totals[0]) / world
-        norms["num_seqs"] = float(totals[1]) / world
-        return norms
-
-    def _micro_batches(self, data: DataProto, use_dynamic: bool, micro_batch_size: int | None,
-                       max_token_len: int | None, lengths: torch.Tensor | None = None
-                       ) -> tuple[list[DataProto], list[list[int]]]:
-        parts, groups = super()._micro_batches(data, use_dynamic, micro_batch_size, max_token_len, lengths)
-        if not dist.is_initialized() or dist.get_world_size() == 1:
-            return parts, groups
-        count = torch.tensor([len(groups)], dtype=torch.long)
-        dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        target = int(count.item())
-        if target == len(groups):
-            return parts, groups
-        if target > len(data):
-            raise RuntimeError(f"ranks disagree on the micro-batch count ({target}) and this rank has only "
-                               f"{len(data)} rows; give every rank the same number of rows")
-        groups = [list(g) for g in groups]
-        while len(groups) < target:
-            i = max(range(len(groups)), key=lambda j: len(groups[j]))
-            g = groups.pop(i)
-            half = len(g) // 2
-            groups[i:i] = [g[:half], g[half:]]
-        return [data[g] for g in groups], groups
-
-
-# ---------------------------------------------------------------------------- the worker
 class ActorRolloutRefWorker(Worker):
     """Actor, rollout and/or reference policy on one device (see the module docstring)."""
 
-    def __init__(self, config: Any, role: str) -> None:
+    def __init__(self, spec: PolicyWorkerSpec, role: str) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-        self.config = to_worker_config(config)
+        if not isinstance(spec, PolicyWorkerSpec):
+            raise TypeError(f"ActorRolloutRefWorker takes a relift.spec.PolicyWorkerSpec (build one with "
+                            f"trainer.plan.build_policy_worker_spec), got {type(spec).__name__}")
+        self.spec = spec
         self.role = role
-        self._is_actor = role in ("actor", "actor_rollout", "actor_rollout_ref")
-        self._is_rollout = role in ("rollout", "actor_rollout", "actor_rollout_ref")
-        self._is_ref = role in ("ref", "actor_rollout_ref")
-        self._offline = _sel(self.config, "worker_mode", "rl") == "offline"
+        self._is_actor = role.startswith("actor")
+        self._is_rollout = "rollout" in role
+        self._is_ref = role.endswith("ref")
+        if self._is_actor and spec.actor is None:
+            raise ValueError(f"role {role!r} needs the actor section of the spec")
+        if self._is_rollout and spec.rollout is None:
+            raise ValueError(f"role {role!r} needs the rollout section of the spec")
+        self._offline = spec.mode == "offline"
         self.actor_module: Any = None
         self.ref_module: Any = None
-        self.actor: _FSDPActor | None = None
-        self.ref_policy: _FSDPActor | None = None
+        self.actor: FSDPActor | None = None
+        self.ref_policy: FSDPActor | None = None
         self.rollout: Any = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.lr_scheduler: Any = None
         self.sft_optimizer: torch.optim.Optimizer | None = None
         self.tokenizer: Any = None
+        self._optimizer_offload = False
         self._actor_version = 0      # bumped by every update of the actor's weights
         self._rollout_version = -1   # the actor version the rollout engine holds
         self._initialised = False
-        self._actor_cfg = self._normalised_actor_config() if self._is_actor else None
-
-    # ------------------------------------------------------------------ config
-    def _c(self, key: str, default: Any = None) -> Any:
-        return _sel(self.config, key, default)
 
     @property
     def device(self) -> torch.device:
         """``trainer.device``: ``auto`` (this worker's GPU when it has one), ``cuda`` or ``cpu``."""
-        want = str(self._c("trainer.device", "auto")).lower()
+        want = self.spec.world.device
         if want == "cpu":
             return torch.device("cpu")
         if want == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("trainer.device=cuda but this worker sees no CUDA device "
                                "(was the resource pool created with use_gpu=True?)")
-        if want not in ("auto", "cuda"):
-            raise ValueError(f"trainer.device={want!r}; expected auto, cuda or cpu")
         return super().device
 
-    def _normalised_actor_config(self) -> dict[str, Any]:
-        """Actor keys with ppo_mini_batch_size turned from prompts into sequences per worker."""
-        actor = _container(self._c("actor_rollout_ref.actor", {}))
-        n = int(self._c("actor_rollout_ref.rollout.n", 1))
-        mini = int(actor.get("ppo_mini_batch_size", 1))
-        seqs = mini * n
-        if seqs % self.world_size != 0:
-            raise ValueError(
-                f"actor_rollout_ref.actor.ppo_mini_batch_size ({mini} prompts) x actor_rollout_ref.rollout.n ({n}) "
-                f"= {seqs} sequences per optimiser step cannot be split evenly over {self.world_size} workers "
-                f"({seqs} % {self.world_size} = {seqs % self.world_size}); change one of them")
-        actor["ppo_mini_batch_size"] = seqs // self.world_size
-        if self._offline:
-            per = actor["ppo_mini_batch_size"]
-            actor.setdefault("sft_mini_batch_size", per)
-            actor.setdefault("pair_mini_batch_size", per)
-        rollout = _container(self._c("actor_rollout_ref.rollout", {}))
-        for key in ("log_prob_micro_batch_size_per_gpu", "log_prob_use_dynamic_bsz", "log_prob_max_token_len_per_gpu"):
-            if rollout.get(key) is not None:
-                actor.setdefault(key, rollout[key])
-        actor.setdefault("seed", int(self._c("trainer.seed", 0)))
-        if actor.get("loss_agg_mode") == "seq-mean-token-sum-norm":
-            # a constant normaliser: FSDP's gradient average over ranks would shrink it by the world
-            # size, so divide the constant instead (same gradient as one process on the whole batch)
-            base = actor.get("loss_scale_factor") or self._c("actor_rollout_ref.rollout.response_length", None) \
-                or self._c("data.max_response_length", None)
-            if base is not None:
-                actor["loss_scale_factor"] = float(base) / self.world_size
-            elif self.world_size > 1:
-                raise ValueError("loss_agg_mode=seq-mean-token-sum-norm with several workers needs "
-                                 "actor.loss_scale_factor or rollout.response_length")
-        return actor
-
-    def _ref_actor_config(self) -> dict[str, Any]:
-        cfg = dict(self._actor_cfg or _container(self._c("actor_rollout_ref.actor", {})))
-        cfg.pop("ppo_mini_batch_size", None)
-        ref = _container(self._c("actor_rollout_ref.ref", {}))
-        for key in ("log_prob_micro_batch_size_per_gpu", "log_prob_use_dynamic_bsz", "log_prob_max_token_len_per_gpu"):
-            if ref.get(key) is not None:
-                cfg[key] = ref[key]
-        return cfg
-
-    def _mixed_precision(self, fsdp_config: Any) -> tuple[torch.dtype | None, torch.dtype | None]:
-        mode = str(_sel(fsdp_config, "mixed_precision", "auto") if fsdp_config is not None else "auto").lower()
-        on_gpu = self.device.type == "cuda"
-        if mode == "auto":
-            return (torch.bfloat16, torch.float32) if on_gpu else (None, None)
-        if mode not in _DTYPE:
-            raise ValueError(f"fsdp_config.mixed_precision={mode!r}; expected auto, bf16, fp16 or fp32")
-        param = _DTYPE[mode]
-        return (None, None) if param == torch.float32 else (param, torch.float32)
-
-    # ------------------------------------------------------------------ model building
-    def _hf_config(self, path: str) -> Any:
-        from relift.models.loading import load_config
-
-        hf_config = load_config(path, trust_remote_code=bool(self._c("actor_rollout_ref.model.trust_remote_code",
-                                                                       False)))
-        for key, value in _container(self._c("actor_rollout_ref.model.override_config", {})).items():
-            setattr(hf_config, key, value)
-        return hf_config
-
-    def _load_module(self, path: str, dtype: torch.dtype, device: torch.device | str, meta: bool = False) -> Any:
-        """The HF model in ``dtype`` on ``device`` (or on the meta device: shapes only)."""
-        from transformers import AutoModelForCausalLM
-
-        from relift.models.loading import load_causal_lm
-
-        hf_config = self._hf_config(path)
-        attn = self._c("actor_rollout_ref.model.attn_implementation", None)
-        trust = bool(self._c("actor_rollout_ref.model.trust_remote_code", False))
-        load_format = str(self._c("actor_rollout_ref.model.load_format", "auto"))
-        if load_format not in ("auto", "dummy"):
-            raise ValueError(f"actor_rollout_ref.model.load_format={load_format!r}; expected auto or dummy")
-        if meta or load_format == "dummy":  # dummy: random weights from the config (benchmarks)
-            kwargs = {"attn_implementation": attn} if attn else {}
-            with torch.device("meta" if meta else device):
-                module = AutoModelForCausalLM.from_config(hf_config, dtype=dtype, trust_remote_code=trust, **kwargs)
-            return module
-        return load_causal_lm(path, dtype=dtype, device=device, attn_implementation=attn, trust_remote_code=trust,
-                              config=hf_config)
-
-    def _build_sharded(self, path: str, fsdp_config: Any, train: bool) -> Any:
-        """Load and shard one policy copy (actor or ref) with FSDP2; see the module docstring."""
-        from torch.distributed.device_mesh import init_device_mesh
-
-        dtype = _DTYPE.get(str(self._c("actor_rollout_ref.model.dtype", "float32")).lower())
-        if dtype is None:
-            raise ValueError(f"actor_rollout_ref.model.dtype={self._c('actor_rollout_ref.model.dtype')!r}; "
-                             "expected float32, bfloat16 or float16")
-        broadcast = self.world_size > 1 and bool(_sel(fsdp_config, "init_on_rank0", True))
-        on_meta = broadcast and self.rank != 0
-        module = self._load_module(path, dtype, "cpu", meta=on_meta)
-        full_sd = None
-        buffers = None
-        if broadcast and self.rank == 0:
-            full_sd = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        if broadcast:
-            buffers = {name: (b.detach().clone() if self.rank == 0 else None) for name, b in module.named_buffers()}
-        if train and bool(self._c("actor_rollout_ref.model.enable_gradient_checkpointing", False)):
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(module, "config"):
-            module.config.use_cache = False
-        param_dtype, reduce_dtype = self._mixed_precision(fsdp_config)
-        fsdp_size = int(_sel(fsdp_config, "fsdp_size", -1))
-        if fsdp_size not in (-1, self.world_size):
-            raise ValueError(f"fsdp_config.fsdp_size={fsdp_size}: only -1 (shard over all {self.world_size} workers) "
-                             "is supported")
-        mesh = init_device_mesh(self.device.type, (self.world_size,))
-        fsdp_utils.apply_fsdp2(module, mesh=mesh, param_dtype=param_dtype, reduce_dtype=reduce_dtype,
-                               cpu_offload=bool(_sel(fsdp_config, "param_offload", False)),
-                               reshard_after_forward=bool(_sel(fsdp_config, "reshard_after_forward", True)))
-        offload = bool(_sel(fsdp_config, "param_offload", False)) and self.device.type == "cuda"
-        if broadcast:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-            if on_meta:
-                module.to_empty(device="cpu" if offload else self.device)
-                if offload:  # sharded params stay on the CPU; buffers (rotary tables) compute on the GPU
-                    for sub in module.modules():
-                        for name, buf in list(sub._buffers.items()):
-                            if buf is not None:
-                                sub._buffers[name] = buf.to(self.device)
-            set_model_state_dict(module, full_sd or {}, options=StateDictOptions(full_state_dict=True,
-                                                                                  broadcast_from_rank0=True))
-            self._broadcast_buffers(module, buffers or {})
-            del full_sd
-        elif not offload:
-            module.to(self.device)
-        module.train(train)
-        if not train:
-            for p in module.parameters():
-                p.requires_grad_(False)
-        return module
-
-    def _broadcast_buffers(self, module: Any, rank0_buffers: dict[str, torch.Tensor | None]) -> None:
-        """Non-persistent buffers (rotary tables) are not in the state dict: send rank 0's."""
-        for name, buf in module.named_buffers():
-            if self.rank == 0:
-                tensor = rank0_buffers[name].to(device=buf.device, dtype=buf.dtype).contiguous()
-            else:
-                tensor = torch.empty(buf.shape, dtype=buf.dtype, device=buf.device)
-            dist.broadcast(tensor, src=0)
-            with torch.no_grad():
-                buf.copy_(tensor)
-
-    def _eos_token_ids(self) -> list[int]:
-        """The tokenizer's eos plus the generation config's extra stop ids (e.g. Qwen's two)."""
-        from transformers import GenerationConfig
-
-        ids = [] if self.tokenizer.eos_token_id is None else [int(self.tokenizer.eos_token_id)]
-        try:
-            gen = GenerationConfig.from_pretrained(str(self._c("actor_rollout_ref.model.path")))
-            extra = gen.eos_token_id
-            for e in (extra if isinstance(extra, (list, tuple)) else [extra]):
-                if e is not None and int(e) not in ids:
-                    ids.append(int(e))
-        except (OSError, ValueError):
-            pass
-        if not ids:
-            raise ValueError("the tokenizer has no eos token and the model has no generation_config eos ids")
-        return ids
-
-    def _build_rollout(self) -> Any:
-        """The generation engine named by ``actor_rollout_ref.rollout.name`` (hf | vllm)."""
-        name = str(self._c("actor_rollout_ref.rollout.name", "hf"))
-        path = str(self._c("actor_rollout_ref.model.path"))
-        rollout_cfg = _container(self._c("actor_rollout_ref.rollout", {}))
-        rollout_cfg.setdefault("seed", int(self._c("trainer.seed", 0)) + 1000 * self.rank)
-        eos = self._eos_token_ids()
-        if name == "hf":
-            from workers.rollout.hf import HFRollout
-
-            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-            module = self._load_module(path, dtype, self.device)
-            module.eval()
-            module.config.use_cache = True
-            return HFRollout(module, rollout_cfg, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id,
-                             shares_module=False)
-        if name == "vllm":
-            from workers.rollout.vllm import VLLMRollout  # GPU only; imported lazily
-
-            return VLLMRollout(path, rollout_cfg, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id)
-        raise ValueError(f"actor_rollout_ref.rollout.name={name!r}; expected hf or vllm")
+    @property
+    def _scoring_temperature(self) -> float:
+        """The temperature the scored responses were sampled at (greedy and offline data: 1.0)."""
+        ro = self.spec.rollout
+        if self._offline or ro is None or not ro.sampling.do_sample or ro.sampling.temperature <= 0:
+            return 1.0
+        return float(ro.sampling.temperature)
 
     # ------------------------------------------------------------------ init
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self) -> None:
         """Join the process group, load + shard the models, build optimiser, schedule and engines."""
-        from relift.models.loading import load_tokenizer
-        from relift.utils.seed import set_seed
+        from relift.models.loading import load_tokenizer  # noqa: PLC0415
+        from relift.utils.seed import set_seed  # noqa: PLC0415
 
         if self._initialised:
             return
+        spec = self.spec
+        if spec.world.size != self.world_size:
+            raise ValueError(f"this worker's spec was planned for world size {spec.world.size} (trainer.nnodes "
+                             f"{spec.world.nnodes} x trainer.n_gpus_per_node {spec.world.n_gpus_per_node}) but its "
+                             f"group has {self.world_size} workers; plan with the group's size")
         self.init_process_group(backend="gloo" if self.device.type == "cpu" else "auto")
         if self.device.type == "cpu":
             # ranks share the cores, and OpenMP threads that spin-wait on a busy CPU make every op
             # crawl (docs/bench_workers.md: 33x on a loaded 2-core box); RELIFT_CPU_THREADS overrides
             torch.set_num_threads(self._cpu_threads())
-        set_seed(int(self._c("trainer.seed", 1)))
-        path = self._c("actor_rollout_ref.model.path")
-        if not path:
-            raise ValueError("actor_rollout_ref.model.path is not set (a local HF folder or a hub id)")
-        tok_path = self._c("actor_rollout_ref.model.tokenizer_path", None) or path
-        self.tokenizer = load_tokenizer(tok_path,
-                                        trust_remote_code=bool(self._c("actor_rollout_ref.model.trust_remote_code",
-                                                                       False)))
+        set_seed(spec.seed)
+        self.tokenizer = load_tokenizer(spec.model.tokenizer_path, trust_remote_code=spec.model.trust_remote_code)
+        shard = dict(rank=self.rank, world_size=self.world_size, device=self.device)
         if self._is_actor:
-            fsdp_config = self._c("actor_rollout_ref.actor.fsdp_config", {})
-            self.actor_module = self._build_sharded(str(path), fsdp_config, train=True)
-            optim_cfg = self._c("actor_rollout_ref.actor.optim", {})
-            self.optimizer = build_optimizer(self.actor_module.parameters(), optim_cfg)
-            total = int(_sel(optim_cfg, "total_training_steps", -1))
-            if total <= 0:
-                total = int(self._c("trainer.total_training_steps", 0) or 0)
-            self.lr_scheduler = build_lr_scheduler_from_config(self.optimizer, optim_cfg, total_steps=max(total, 0))
-            if str(self._c("relift.sft_optimizer", "shared")) == "separate":
-                self.sft_optimizer = build_optimizer(self.actor_module.parameters(), optim_cfg,
-                                                     lr=float(self._c("relift.lr", _sel(optim_cfg, "lr", 1e-6))))
-            self.actor = _FSDPActor(self.actor_module, self.optimizer, self._actor_cfg)
-            self._optimizer_offload = (bool(_sel(fsdp_config, "optimizer_offload", False))
-                                       and self.device.type == "cuda")
+            a = spec.actor
+            self.actor_module = build_sharded(spec.model, spec.model.path, a.fsdp, train=True, **shard)
+            self.optimizer = optimizer_from_spec(self.actor_module.parameters(), a.optim)
+            self.lr_scheduler = scheduler_from_spec(self.optimizer, a.optim)
+            if spec.relift is not None and spec.relift.sft_optimizer == "separate":
+                self.sft_optimizer = optimizer_from_spec(self.actor_module.parameters(), a.optim, lr=spec.relift.lr)
+            self.actor = FSDPActor(self.actor_module, self.optimizer, actor_config(spec))
+            self._optimizer_offload = a.fsdp.optimizer_offload and self.device.type == "cuda"
         if self._is_ref:
-            ref_path = self._c("actor_rollout_ref.ref.model_path", None) or path
-            self.ref_module = self._build_sharded(str(ref_path), self._c("actor_rollout_ref.ref.fsdp_config", {}),
-                                                  train=False)
-            self.ref_policy = _FSDPActor(self.ref_module, None, self._ref_actor_config())
+            self.ref_module = build_sharded(spec.model, spec.ref.model_path, spec.ref.fsdp, train=False, **shard)
+            self.ref_policy = FSDPActor(self.ref_module, None, actor_config(spec, ref=True))
         if self._is_rollout:
-            self.rollout = self._build_rollout()
+            self.rollout = build_rollout_engine(spec.rollout, spec.model, rank=self.rank, device=self.device,
+                                                eos_token_ids=eos_token_ids(self.tokenizer, spec.model.path),
+                                                pad_token_id=self.tokenizer.pad_token_id)
             self._rollout_version = -1 if self._is_actor else 0
         self._initialised = True
         logger.info("rank %d/%d: %s ready on %s", self.rank, self.world_size, self.role, self.device)
@@ -519,24 +241,33 @@ class ActorRolloutRefWorker(Worker):
                 for o in opts:
                     fsdp_utils.move_optimizer_state(o, "cpu")
 
-    def _sync_rollout_weights(self) -> float:
-        """Gather the actor's full weights once and load them into the engine in one call."""
-        if not self._is_actor or self._rollout_version == self._actor_version:
-            return 0.0
-        start = time.perf_counter()
-        dtype = torch.bfloat16 if self.device.type == "cuda" else None
-        state = fsdp_utils.gather_full_state_dict(self.actor_module, to_cpu=self.device.type == "cpu", dtype=dtype)
-        self.rollout.update_weights(state)
-        del state
-        self._rollout_version = self._actor_version
-        return time.perf_counter() - start
+    def _train_state(self) -> TrainState:
+        return TrainState(module=self.actor_module, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
+                          sft_optimizer=self.sft_optimizer, tokenizer=self.tokenizer, rank=self.rank,
+                          world_size=self.world_size)
+
+    def _scored(self, data: DataProto) -> DataProto:
+        """The batch on this device, with the temperature its responses were sampled at."""
+        data = self._to_device(data)
+        data.meta_info["temperature"] = self._scoring_temperature
+        return data
 
     # ------------------------------------------------------------------ rollout
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_rollout_seed(self, seed: int) -> bool:
+        """Reseed this rank's rollout engine with ``seed + rank``; False when the engine cannot be reseeded."""
+        if self.rollout is None:
+            return False
+        return bool(self.rollout.reseed(int(seed) + int(self.rank)))
+
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         """Sample responses (weights synced from the actor first when it changed)."""
         self._require("generate_sequences", self._is_rollout, "rollout")
-        sync_s = self._sync_rollout_weights()
+        sync_s = 0.0
+        if self._is_actor and self._rollout_version != self._actor_version:
+            sync_s = sync_weights(self.actor_module, self.rollout, self.device)
+            self._rollout_version = self._actor_version
         start = time.perf_counter()
         out = self.rollout.generate_sequences(self._to_device(prompts))
         gen_s = time.perf_counter() - start
@@ -549,14 +280,14 @@ class ActorRolloutRefWorker(Worker):
     def compute_log_prob(self, data: DataProto) -> DataProto:
         """``old_log_probs`` and ``entropys`` [B, R] under the current actor."""
         self._require("compute_log_prob", self._is_actor, "actor")
-        log_probs, entropys = self.actor.compute_log_prob(self._to_device(data), calculate_entropy=True)
+        log_probs, entropys = self.actor.compute_log_prob(self._scored(data), calculate_entropy=True)
         return DataProto.from_dict(tensors={"old_log_probs": log_probs.cpu(), "entropys": entropys.cpu()})
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def compute_ref_log_prob(self, data: DataProto) -> DataProto:
         """``ref_log_prob`` [B, R]; for pair data ``ref_chosen_log_prob`` / ``ref_rejected_log_prob``."""
         self._require("compute_ref_log_prob", self._is_ref, "ref")
-        data = self._to_device(data)
+        data = self._scored(data)
         if data.batch is not None and "chosen_input_ids" in data.batch.keys():
             chosen, rejected = self.ref_policy.compute_pair_log_probs(data)
             tensors = {"ref_chosen_log_prob": chosen.cpu(), "ref_rejected_log_prob": rejected.cpu()}
@@ -580,22 +311,22 @@ class ActorRolloutRefWorker(Worker):
         self._require("update_actor", self._is_actor, "actor")
         start = time.perf_counter()
         with self._optimizer_on_device():
-            metrics = self.actor.update_policy(self._to_device(data))
+            metrics = self.actor.update_policy(self._scored(data))
         return self._finish_update(metrics, start, step_scheduler=True)
 
     @contextlib.contextmanager
     def _sft_micro_batching(self) -> Any:
-        """Use the ``relift.*`` micro-batch settings for the fine-tuning step when they are given."""
+        """In RL mode the fine-tuning step uses the ``relift.*`` micro-batching and loss aggregation."""
+        relift = self.spec.relift
+        if self._offline or relift is None:
+            yield
+            return
         cfg = self.actor.config
-        changes = {}
-        for src, dst in (("relift.sft_micro_batch_size_per_gpu", "ppo_micro_batch_size_per_gpu"),
-                         ("relift.use_dynamic_bsz", "use_dynamic_bsz"),
-                         ("relift.max_token_len_per_gpu", "ppo_max_token_len_per_gpu"),
-                         ("relift.loss_agg_mode", "sft_loss_agg_mode")):
-            value = self._c(src, None)
-            if value is not None and not self._offline:
-                changes[dst] = value
-        self.actor.config = dataclasses.replace(cfg, **changes)
+        changes = {"ppo_micro_batch_size_per_gpu": relift.micro.micro_batch_size_per_gpu,
+                   "use_dynamic_bsz": relift.micro.use_dynamic_bsz,
+                   "ppo_max_token_len_per_gpu": relift.micro.max_token_len_per_gpu or None,
+                   "sft_loss_agg_mode": relift.loss_agg_mode}
+        self.actor.config = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
         try:
             yield
         finally:
@@ -613,9 +344,10 @@ class ActorRolloutRefWorker(Worker):
         self._require("update_actor_sft", self._is_actor, "actor")
         start = time.perf_counter()
         data = self._to_device(data)
+        relift = None if self._offline else self.spec.relift
         step_sched = bool(data.meta_info.get("step_lr_scheduler", self._offline))
-        lr = None if self._offline else self._c("relift.lr", None)
-        coeff = data.meta_info.get("entropy_coeff", None if self._offline else self._c("relift.entropy_coeff", None))
+        lr = None if relift is None else relift.lr
+        coeff = data.meta_info.get("entropy_coeff", None if relift is None else relift.entropy_coeff)
         mini = data.meta_info.get("mini_batch_size")
         if mini is None and not self._offline:
             mini = len(data)
@@ -627,11 +359,12 @@ class ActorRolloutRefWorker(Worker):
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def update_actor_pairs(self, data: DataProto) -> DataProto:
-        """REDI / DPO / SimPO on pairs; ``meta_info['loss_type']`` (default ``loss.type`` or redi)."""
+        """REDI / DPO / SimPO on pairs; ``meta_info['loss_type']`` (default: the spec's ``loss.type``)."""
         self._require("update_actor_pairs", self._is_actor, "actor")
         start = time.perf_counter()
         data = self._to_device(data)
-        loss_type = data.meta_info.get("loss_type") or self._c("loss.type", None) or "redi"
+        default = self.spec.loss.type if self.spec.loss is not None and self.spec.loss.type != "sft" else "redi"
+        loss_type = data.meta_info.get("loss_type") or default
         step_sched = bool(data.meta_info.get("step_lr_scheduler", True))
         with self._optimizer_on_device():
             metrics = self.actor.update_pairs(data, str(loss_type),
@@ -639,11 +372,6 @@ class ActorRolloutRefWorker(Worker):
         return self._finish_update(metrics, start, step_scheduler=step_sched)
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_contents(self, key: str) -> list[str]:
-        default = ["model", "optimizer", "extra"]
-        value = self._c(f"actor_rollout_ref.actor.checkpoint.{key}", default)
-        return [str(v) for v in value]
-
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, local_path: str, hdfs_path: str | None = None, global_step: int = 0,
                         max_ckpt_to_keep: int | None = None) -> str:
@@ -654,33 +382,10 @@ class ActorRolloutRefWorker(Worker):
         ``max_ckpt_to_keep`` are accepted for verl compatibility and ignored here.
         """
         self._require("save_checkpoint", self._is_actor, "actor")
-        folder = Path(local_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        contents = self._save_contents("save_contents")
-        ws, rank = self.world_size, self.rank
-        if "model" in contents:
-            ckpt.atomic_save(fsdp_utils.local_model_state(self.actor_module), ckpt.rank_file(folder, "model", rank, ws))
-        if "optimizer" in contents:
-            optim_state = {"optimizer": fsdp_utils.local_optim_state(self.optimizer)}
-            if self.sft_optimizer is not None:
-                optim_state["sft_optimizer"] = fsdp_utils.local_optim_state(self.sft_optimizer)
-            ckpt.atomic_save(optim_state, ckpt.rank_file(folder, "optim", rank, ws))
-        if "extra" in contents:
-            extra = {"lr_scheduler": self.lr_scheduler.state_dict(), "rng": ckpt.get_rng_state(),
-                     "actor_version": self._actor_version, "global_step": int(global_step)}
-            ckpt.atomic_save(extra, ckpt.rank_file(folder, "extra_state", rank, ws))
-        if "hf_model" in contents:
-            self.export_hf(str(folder / "huggingface"))
-        if rank == 0:
-            hf_dir = folder / "huggingface"
-            hf_dir.mkdir(exist_ok=True)
-            self.actor_module.config.save_pretrained(hf_dir)
-            self.tokenizer.save_pretrained(hf_dir)
-            ckpt.write_meta(folder, world_size=ws, global_step=int(global_step), role=self.role,
-                            contents=contents, model_path=str(self._c("actor_rollout_ref.model.path")))
-        if dist.is_initialized() and ws > 1:
-            dist.barrier()
-        return str(folder)
+        save_train_state(self._train_state(), Path(local_path), self.spec.actor.checkpoint.save_contents,
+                         actor_version=self._actor_version, global_step=global_step, role=self.role,
+                         model_path=self.spec.model.path, model_dtype=self.spec.model.dtype)
+        return str(local_path)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, local_path: str, hdfs_path: str | None = None,
@@ -690,71 +395,21 @@ class ActorRolloutRefWorker(Worker):
         Raises :class:`relift.utils.checkpoint.CheckpointError` when the world size differs.
         """
         self._require("load_checkpoint", self._is_actor, "actor")
-        folder = Path(local_path)
-        meta = ckpt.check_world_size(folder, self.world_size)
-        contents = self._save_contents("load_contents")
-        saved = set(meta.get("contents", contents))
-        ws, rank = self.world_size, self.rank
-        if "model" in contents and "model" in saved:
-            state = torch.load(ckpt.rank_file(folder, "model", rank, ws), map_location="cpu", weights_only=True)
-            fsdp_utils.load_local_model_state(self.actor_module, state)
-        if "optimizer" in contents and "optimizer" in saved:
-            optim_state = torch.load(ckpt.rank_file(folder, "optim", rank, ws), map_location="cpu",
-                                     weights_only=False)
-            fsdp_utils.load_local_optim_state(self.optimizer, optim_state["optimizer"])
-            if self.sft_optimizer is not None:
-                if "sft_optimizer" not in optim_state:
-                    logger.warning("checkpoint %s has no separate SFT optimiser state; starting it fresh", folder)
-                else:
-                    fsdp_utils.load_local_optim_state(self.sft_optimizer, optim_state["sft_optimizer"])
-            if getattr(self, "_optimizer_offload", False):
-                fsdp_utils.move_optimizer_state(self.optimizer, "cpu")
-        if "extra" in contents and "extra" in saved:
-            extra = torch.load(ckpt.rank_file(folder, "extra_state", rank, ws), map_location="cpu", weights_only=False)
-            self.lr_scheduler.load_state_dict(extra["lr_scheduler"])
-            ckpt.set_rng_state(extra["rng"])
+        step = load_train_state(self._train_state(), Path(local_path), self.spec.actor.checkpoint.load_contents,
+                                optimizer_offload=self._optimizer_offload)
         self._actor_version += 1  # the rollout engine must re-sync
-        if dist.is_initialized() and ws > 1:
-            dist.barrier()
-        if del_local_after_load and rank == 0:
-            shutil.rmtree(folder, ignore_errors=True)
-        return int(meta.get("global_step", 0))
+        if del_local_after_load and self.rank == 0:
+            shutil.rmtree(local_path, ignore_errors=True)
+        return step
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def export_hf(self, local_path: str, dtype: str | None = None) -> str:
-        """Write the actor as a HF folder (config, safetensors weights, tokenizer) transformers loads.
+        """Write the actor as a HF folder transformers loads (``dtype`` defaults to ``model.dtype``).
 
-        Collective (every rank gathers its shards to rank 0); rank 0 writes. ``dtype`` defaults to
-        ``actor_rollout_ref.model.dtype``.
+        Collective (every rank gathers its shards to rank 0); rank 0 writes.
         """
-        from transformers import AutoModelForCausalLM
-
         self._require("export_hf", self._is_actor, "actor")
-        state = fsdp_utils.gather_full_state_dict(self.actor_module, rank0_only=True)
-        if self.rank == 0:
-            out = Path(local_path)
-            out.mkdir(parents=True, exist_ok=True)
-            torch_dtype = _DTYPE[str(dtype or self._c("actor_rollout_ref.model.dtype", "float32")).lower()]
-            hf_config = self.actor_module.config
-            with torch.device("meta"):
-                clean = AutoModelForCausalLM.from_config(hf_config, dtype=torch_dtype)
-            clean.load_state_dict({k: v.to(torch_dtype) for k, v in state.items()}, strict=True, assign=True)
-            clean.tie_weights()
-            for name, buf in dict(self.actor_module.named_buffers()).items():  # rotary tables etc.
-                owner, _, leaf = name.rpartition(".")
-                mod = clean.get_submodule(owner) if owner else clean
-                if buf.device.type != "meta":
-                    mod._buffers[leaf] = buf.detach().cpu().clone()
-            clean.config.use_cache = True
-            gen_config = getattr(self.actor_module, "generation_config", None)
-            if gen_config is not None:
-                clean.generation_config = gen_config
-            clean.save_pretrained(out)
-            self.tokenizer.save_pretrained(out)
-            logger.info("exported the actor (%s) to %s", torch_dtype, out)
-        del state
-        if dist.is_initialized() and self.world_size > 1:
-            dist.barrier()
+        export_hf_folder(self._train_state(), Path(local_path), dtype or self.spec.model.dtype)
         return str(local_path)
 
     # ------------------------------------------------------------------ small queries

@@ -15,10 +15,9 @@
 Decoding keeps the reasoning tags: special tokens are dropped by id, except ``<think>``,
 ``</think>``, ``<answer>``, ``</answer>``, which some tokenizers register as special tokens.
 
-Config: ``reward.num_workers``, ``reward.timeout``, ``reward.think_format`` (math: require a think
-block), ``reward.custom_reward_function.{path,name}``, ``data.reward_fn_key`` (default
-``data_source``); tokenizer from ``actor_rollout_ref.model.tokenizer_path`` / ``.path`` (or the
-offline config's ``model.*``).
+Settings: a :class:`relift.spec.RewardSpec` (``reward.num_workers``, ``reward.timeout``,
+``reward.think_format``, ``reward.custom_reward_function``, ``data.reward_fn_key``) and the
+policy's tokenizer path.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import torch
 
 from relift.protocol import DataProto
 from relift.single_controller import Dispatch, Worker, register
+from relift.spec import RewardSpec
 
 __all__ = ["RewardWorker", "KEEP_TAGS", "decode_responses", "score_batch", "reward_metrics"]
 
@@ -139,19 +139,14 @@ def reward_metrics(data: DataProto) -> dict[str, float]:
 class RewardWorker(Worker):
     """Holds a tokenizer and a :class:`relift.rewards.RewardPool`; scores DataProtos on request."""
 
-    def __init__(self, config: Any, tokenizer_path: str | None = None) -> None:
-        from omegaconf import DictConfig, OmegaConf
-
-        self.config = config if isinstance(config, DictConfig) else OmegaConf.create(config)
+    def __init__(self, spec: RewardSpec, tokenizer_path: str, trust_remote_code: bool = False) -> None:
+        if not isinstance(spec, RewardSpec):
+            raise TypeError(f"RewardWorker takes a relift.spec.RewardSpec, got {type(spec).__name__}")
+        self.spec = spec
         self._tokenizer_path = tokenizer_path
+        self._trust_remote_code = trust_remote_code
         self.tokenizer: Any = None
         self.pool: Any = None
-
-    def _c(self, key: str, default: Any = None) -> Any:
-        from omegaconf import OmegaConf
-
-        value = OmegaConf.select(self.config, key, default=default)
-        return default if value is None else value
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self) -> None:
@@ -161,18 +156,10 @@ class RewardWorker(Worker):
 
         if self.pool is not None:
             return
-        path = (self._tokenizer_path or self._c("actor_rollout_ref.model.tokenizer_path")
-                or self._c("actor_rollout_ref.model.path") or self._c("model.tokenizer_path") or self._c("model.path"))
-        if not path:
-            raise ValueError("RewardWorker needs a tokenizer: set actor_rollout_ref.model.path (or tokenizer_path)")
-        self.tokenizer = load_tokenizer(str(path), trust_remote_code=bool(self._c("actor_rollout_ref.model."
-                                                                                   "trust_remote_code", False)))
-        custom_path = self._c("reward.custom_reward_function.path")
-        custom = (str(custom_path), str(self._c("reward.custom_reward_function.name", "compute_score"))) \
-            if custom_path else None
-        num_workers = self._c("reward.num_workers")
-        self.pool = RewardPool(num_workers=None if num_workers is None else int(num_workers),
-                               timeout=float(self._c("reward.timeout", 10.0)), custom_reward_fn=custom,
+        self.tokenizer = load_tokenizer(self._tokenizer_path, trust_remote_code=self._trust_remote_code)
+        fn = self.spec.custom_reward_function
+        custom = (fn.path, fn.name) if fn is not None else None
+        self.pool = RewardPool(num_workers=self.spec.num_workers, timeout=self.spec.timeout, custom_reward_fn=custom,
                                reward_kwargs=self._reward_kwargs(custom is not None))
         logger.info("reward worker %d: %d scoring processes, timeout %.1f s%s", self.rank, self.pool.num_workers,
                     self.pool.timeout, f", custom {custom}" if custom else "")
@@ -180,7 +167,7 @@ class RewardWorker(Worker):
     def _reward_kwargs(self, custom: bool) -> dict[str, Any]:
         """Options for the built-in scorers only: a custom function keeps the documented
         ``fn(data_source, solution_str, ground_truth, extra_info=None)`` signature."""
-        think = bool(self._c("reward.think_format", False))
+        think = self.spec.think_format
         if custom:
             if think:
                 logger.warning("reward.think_format is ignored with a custom_reward_function")
@@ -192,7 +179,7 @@ class RewardWorker(Worker):
         """Score a batch; see the module docstring for what comes back."""
         if self.pool is None:
             raise RuntimeError("RewardWorker.compute_score: call init_model() first")
-        return score_batch(data, self.tokenizer, self.pool, str(self._c("data.reward_fn_key", "data_source")))
+        return score_batch(data, self.tokenizer, self.pool, self.spec.reward_fn_key)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def close_pool(self) -> None:

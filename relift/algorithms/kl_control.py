@@ -6,6 +6,8 @@ Controllers carry state across steps, so they expose ``state_dict``/``load_state
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,8 +67,11 @@ class AdaptiveKLController:
 KLController = FixedKLController | AdaptiveKLController
 
 
-def get_kl_controller(config: Mapping[str, Any]) -> KLController:
-    """Build a controller from ``{type: fixed|adaptive, kl_coef, target_kl, horizon}`` (dict or OmegaConf)."""
+def get_kl_controller(config: Mapping[str, Any] | Any) -> KLController:
+    """Build a controller from a :class:`relift.spec.KLControlSpec` or a mapping with its fields
+    (``type: fixed|adaptive, kl_coef, target_kl, horizon``)."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
     kind = config.get("type", "fixed")
     kl_coef = config.get("kl_coef", 0.001)
     if kind == "fixed":

@@ -6,43 +6,30 @@ number of training steps, not of optimiser steps, as in verl. Warmup is linear a
 rate on the last warmup step: factor ``(step + 1) / warmup`` for ``step < warmup`` (the first step
 already learns; a zero-lr first step would waste a whole rollout).
 
-Config keys (verl names, under ``actor_rollout_ref.actor.optim``): ``lr``, ``betas``,
-``weight_decay``, ``eps``, ``lr_warmup_steps`` (``-1``/``None``: use the ratio),
-``lr_warmup_steps_ratio``, ``min_lr_ratio``, ``warmup_style`` or ``lr_scheduler_type``
-(``constant`` | ``cosine`` | ``linear``), ``num_cycles`` (cosine, default 0.5 = half a wave),
-``total_training_steps`` (filled in by the trainer).
+The settings come from the run spec's :class:`relift.spec.OptimSpec` (``optimizer_from_spec``,
+``scheduler_from_spec``): ``lr``, ``betas``, ``weight_decay``, ``lr_warmup_steps`` (``-1``: use the
+ratio), ``lr_warmup_steps_ratio``, ``min_lr_ratio``, ``lr_scheduler_type`` and the total steps.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from relift.spec.sections import OptimSpec
+
 __all__ = ["SCHEDULES", "ScheduleFn", "resolve_warmup_steps", "build_optimizer", "build_lr_scheduler",
-           "build_lr_scheduler_from_config"]
+           "optimizer_from_spec", "scheduler_from_spec"]
 
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("constant", "cosine", "linear")
-
-
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    """Read a key from a dict, an OmegaConf node or an attribute object."""
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping) or hasattr(cfg, "get"):
-        try:
-            val = cfg.get(key, default)
-        except Exception:  # noqa: BLE001 - OmegaConf struct mode raises on unknown keys
-            val = default
-        return default if val is None else val
-    return getattr(cfg, key, default)
 
 
 def resolve_warmup_steps(total_steps: int, lr_warmup_steps: int | None = None,
@@ -92,13 +79,10 @@ class ScheduleFn:
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * shape
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], optim_cfg: Any = None,
-                    **overrides: Any) -> torch.optim.AdamW:
-    """AdamW from ``optim_cfg`` (lr, betas, eps, weight_decay); keyword overrides win."""
-    lr = float(overrides.get("lr", _get(optim_cfg, "lr", 1e-6)))
-    betas = tuple(float(b) for b in overrides.get("betas", _get(optim_cfg, "betas", (0.9, 0.999))))
-    eps = float(overrides.get("eps", _get(optim_cfg, "eps", 1e-8)))
-    weight_decay = float(overrides.get("weight_decay", _get(optim_cfg, "weight_decay", 0.01)))
+def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], *, lr: float,
+                    betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.01,
+                    eps: float = 1e-8) -> torch.optim.AdamW:
+    """AdamW with explicit settings (the spec's values: :func:`optimizer_from_spec`)."""
     if lr < 0:
         raise ValueError(f"optim.lr must be >= 0, got {lr}")
     if len(betas) != 2:
@@ -106,7 +90,14 @@ def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, An
     params = list(params)
     if not params:
         raise ValueError("build_optimizer got no parameters")
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=float(lr), betas=tuple(float(b) for b in betas), eps=float(eps),
+                             weight_decay=float(weight_decay))
+
+
+def optimizer_from_spec(params: Iterable[torch.nn.Parameter], spec: OptimSpec, lr: float | None = None
+                        ) -> torch.optim.AdamW:
+    """The AdamW an :class:`OptimSpec` describes; ``lr`` replaces its learning rate (ReLIFT's own)."""
+    return build_optimizer(params, lr=spec.lr if lr is None else lr, betas=spec.betas, weight_decay=spec.weight_decay)
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, schedule: str = "constant",
@@ -121,14 +112,8 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, sched
     return LambdaLR(optimizer, lr_lambda=fn)
 
 
-def build_lr_scheduler_from_config(optimizer: torch.optim.Optimizer, optim_cfg: Any,
-                                   total_steps: int | None = None) -> LambdaLR:
-    """The scheduler that ``actor_rollout_ref.actor.optim`` describes (verl key names)."""
-    schedule = _get(optim_cfg, "lr_scheduler_type", None) or _get(optim_cfg, "warmup_style", "constant")
-    total = total_steps if total_steps is not None else int(_get(optim_cfg, "total_training_steps", 0) or 0)
-    warm = _get(optim_cfg, "lr_warmup_steps", -1)
-    return build_lr_scheduler(optimizer, total_steps=int(total), schedule=str(schedule),
-                              warmup_steps=None if warm is None else int(warm),
-                              warmup_ratio=float(_get(optim_cfg, "lr_warmup_steps_ratio", 0.0)),
-                              min_lr_ratio=float(_get(optim_cfg, "min_lr_ratio", 0.0)),
-                              num_cycles=float(_get(optim_cfg, "num_cycles", 0.5)))
+def scheduler_from_spec(optimizer: torch.optim.Optimizer, spec: OptimSpec) -> LambdaLR:
+    """The schedule an :class:`OptimSpec` describes over its ``total_training_steps``."""
+    return build_lr_scheduler(optimizer, total_steps=int(spec.total_training_steps or 0),
+                              schedule=spec.lr_scheduler_type, warmup_steps=spec.lr_warmup_steps,
+                              warmup_ratio=spec.lr_warmup_steps_ratio, min_lr_ratio=spec.min_lr_ratio)

@@ -32,10 +32,13 @@ import torch
 
 from relift.protocol import DataProto
 
-__all__ = ["BaseRollout", "RolloutConfig", "SamplingSettings", "build_rollout_output", "resolve_token_ids",
-           "response_mask_from_eos"]
+__all__ = ["GEN_KEYS", "BaseRollout", "RolloutConfig", "SamplingSettings", "build_rollout_output",
+           "resolve_token_ids", "response_mask_from_eos"]
 
 logger = logging.getLogger(__name__)
+
+# the prompt columns a rollout reads (left-padded prompt ids, their mask and positions)
+GEN_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 
 @dataclasses.dataclass

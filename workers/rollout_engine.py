@@ -1,0 +1,72 @@
+"""The policy worker's generation engine: building it from the spec, and syncing the actor's weights.
+
+The engine holds its own unsharded copy of the weights. Before generating, if the actor changed
+since the last sync, the full state dict is gathered ONCE (``get_model_state_dict(full_state_dict=
+True)``) and loaded with ONE ``update_weights`` call. The HF engine could share the module, but a
+sharded module would all-gather per layer per decoding step and force every rank to decode in
+lockstep; the copy avoids both.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from relift.spec import ModelSpec, RolloutSpec
+from relift.utils import fsdp as fsdp_utils
+from workers.fsdp_model import load_module
+from workers.rollout.base import RolloutConfig
+
+__all__ = ["RANK_SEED_STRIDE", "rollout_config", "build_rollout_engine", "sync_weights"]
+
+# each rank samples from its own stream: seed + RANK_SEED_STRIDE x rank
+RANK_SEED_STRIDE = 1000
+
+
+def rollout_config(spec: RolloutSpec, model: ModelSpec, rank: int) -> RolloutConfig:
+    """The engines' config from the spec (vLLM-only settings ride in ``extra``)."""
+    s, v = spec.sampling, spec.val_sampling
+    return RolloutConfig(
+        n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, do_sample=s.do_sample,
+        prompt_length=spec.prompt_length, response_length=spec.response_length,
+        calculate_log_probs=spec.calculate_log_probs, micro_batch_size=spec.micro_batch_size,
+        seed=spec.seed + RANK_SEED_STRIDE * rank,
+        val_kwargs={"n": v.n, "temperature": v.temperature, "top_p": v.top_p, "top_k": v.top_k,
+                    "do_sample": v.do_sample},
+        extra={"tensor_model_parallel_size": spec.tensor_model_parallel_size,
+               "gpu_memory_utilization": spec.gpu_memory_utilization, "enforce_eager": spec.enforce_eager,
+               "free_cache_engine": spec.free_cache_engine, "max_num_batched_tokens": spec.max_num_batched_tokens,
+               "load_format": model.load_format, "trust_remote_code": model.trust_remote_code,
+               **{k: v for k, v in spec.engine_kwargs.items() if v is not None}},
+    )
+
+
+def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, rank: int, device: torch.device,
+                         eos_token_ids: list[int], pad_token_id: int | None) -> Any:
+    """The engine ``spec.name`` names: ``hf`` (transformers generate) or ``vllm`` (GPU extra, lazy)."""
+    config = rollout_config(spec, model, rank)
+    if spec.name == "hf":
+        from workers.rollout.hf import HFRollout  # noqa: PLC0415
+
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        module = load_module(model, model.path, dtype, device)
+        module.eval()
+        module.config.use_cache = True
+        return HFRollout(module, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id, shares_module=False)
+    if spec.name == "vllm":
+        from workers.rollout.vllm import VLLMRollout  # noqa: PLC0415 - GPU only; imported lazily
+
+        return VLLMRollout(model.path, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id)
+    raise ValueError(f"actor_rollout_ref.rollout.name={spec.name!r}; expected hf or vllm")
+
+
+def sync_weights(actor_module: Any, engine: Any, device: torch.device) -> float:
+    """Gather the actor's full weights once and load them into the engine in one call; seconds taken."""
+    start = time.perf_counter()
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    state = fsdp_utils.gather_full_state_dict(actor_module, to_cpu=device.type == "cpu", dtype=dtype)
+    engine.update_weights(state)
+    del state
+    return time.perf_counter() - start
