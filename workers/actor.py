@@ -50,7 +50,7 @@ subclass can override :meth:`_normalizers` and :meth:`_micro_batches` (the FSDP 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -194,7 +194,7 @@ class DataParallelActor:
             device = data.batch["responses"].device
             log_probs = torch.zeros(n, resp_len, dtype=torch.float32, device=device)
             entropys = torch.zeros(n, resp_len, dtype=torch.float32, device=device) if calculate_entropy else None
-            for part, idx in zip(parts, groups):
+            for part, idx in zip(parts, groups, strict=True):
                 lp, ent = self._forward_micro_batch(part.batch, temperature, calculate_entropy)
                 index = torch.as_tensor(idx, device=device)
                 log_probs[index] = lp.to(device)
@@ -230,8 +230,8 @@ class DataParallelActor:
             data = data[torch.randperm(len(data), generator=gen)]
         return data.split(mini_batch_size)
 
-    def _optimise(self, optimizer: torch.optim.Optimizer, minis: Any, step_loss: StepLoss, prefix: str, *,
-                  pairs: bool = False, lr: float | None = None,
+    def _optimise(self, optimizer: torch.optim.Optimizer, minis: Iterable[DataProto], step_loss: StepLoss,
+                  prefix: str, *, pairs: bool = False, lr: float | None = None,
                   scalars: dict[str, float] | None = None) -> dict[str, Any]:
         """The shared optimiser-step loop over ``minis``, micro-batched by the ``ppo_*`` settings
         (pair rows are budgeted by the tokens of both sides)."""
@@ -250,10 +250,11 @@ class DataParallelActor:
         Needs ``input_ids, attention_mask, position_ids, responses, response_mask, old_log_probs,
         advantages`` (+ ``ref_log_prob`` with ``use_kl_loss``). Without ``old_log_probs`` the update
         must be exactly on-policy (``ppo_epochs == 1`` and one mini-batch): the old log-probs are
-        then the current ones, detached, which is what the skipped ``compute_log_prob`` would return. Per optimiser step it records
-        ``actor/pg_loss``, ``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``,
-        ``actor/grad_norm``, ``actor/lr`` (+ ``actor/entropy`` with an entropy bonus, ``actor/kl_loss``
-        with the KL loss); ``actor/kl_coef`` and ``actor/skipped_steps`` are scalars.
+        then the current ones, detached, which is what the skipped ``compute_log_prob`` would return.
+        Per optimiser step it records ``actor/pg_loss``, ``actor/pg_clipfrac``, ``actor/ppo_kl``,
+        ``actor/pg_clipfrac_lower``, ``actor/grad_norm``, ``actor/lr`` (+ ``actor/entropy`` with an
+        entropy bonus, ``actor/kl_loss`` with the KL loss); ``actor/kl_coef`` and
+        ``actor/skipped_steps`` are scalars.
         """
         cfg = self.config
         optimizer = self._get_optimizer(None, "update_policy")
@@ -336,7 +337,7 @@ class DataParallelActor:
         was_training = self.module.training
         self.module.eval()
         try:
-            for part, idx in zip(parts, groups):
+            for part, idx in zip(parts, groups, strict=True):
                 c, r = self._pair_forward(part.batch)
                 index = torch.as_tensor(idx, device=device)
                 chosen[index], rejected[index] = c.to(device), r.to(device)

@@ -87,6 +87,7 @@ class ActorConfig:
         return self.use_dynamic_bsz, self.ppo_micro_batch_size_per_gpu, self.ppo_max_token_len_per_gpu
 
     def validate(self) -> None:
+        """Fill ``clip_ratio_low`` / ``clip_ratio_high`` from ``clip_ratio`` and reject bad values."""
         if self.clip_ratio_low is None:
             self.clip_ratio_low = self.clip_ratio
         if self.clip_ratio_high is None:

@@ -103,7 +103,7 @@ def lr_override(optimizer: torch.optim.Optimizer, lr: float | None) -> Iterator[
     try:
         yield
     finally:
-        for g, old in zip(optimizer.param_groups, saved):
+        for g, old in zip(optimizer.param_groups, saved, strict=True):
             g["lr"] = old
 
 
