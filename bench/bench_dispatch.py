@@ -19,8 +19,16 @@ import time
 import torch
 
 from relift.protocol import DataProto
-from relift.single_controller import (Dispatch, InProcessWorkerGroup, RayClassWithInitArgs, RayResourcePool,
-                                      RayWorkerGroup, Worker, init_ray, register)
+from relift.single_controller import (
+    Dispatch,
+    InProcessWorkerGroup,
+    RayClassWithInitArgs,
+    RayResourcePool,
+    RayWorkerGroup,
+    Worker,
+    init_ray,
+    register,
+)
 
 
 class BenchWorker(Worker):

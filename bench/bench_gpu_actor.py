@@ -68,7 +68,7 @@ def write_model_folder(folder: Path, layers: int, smoke: bool = False) -> Path:
     return folder
 
 
-def make_batch(args: argparse.Namespace, vocab: int) -> "DataProto":  # noqa: F821
+def make_batch(args: argparse.Namespace, vocab: int) -> DataProto:  # noqa: F821
     from relift.protocol import DataProto
 
     g = torch.Generator().manual_seed(0)

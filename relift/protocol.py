@@ -170,7 +170,8 @@ class DataProto:
         keys = set(data[0].non_tensor_batch)
         for d in data[1:]:
             if set(d.non_tensor_batch) != keys:
-                raise ValueError(f"non-tensor keys differ between parts: {sorted(keys)} vs {sorted(d.non_tensor_batch)}")
+                raise ValueError(f"non-tensor keys differ between parts: {sorted(keys)} vs "
+                                 f"{sorted(d.non_tensor_batch)}")
         non_tensor = {k: np.concatenate([d.non_tensor_batch[k] for d in data]) for k in keys}
         return DataProto(batch, non_tensor, dict(data[0].meta_info))
 

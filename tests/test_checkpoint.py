@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from relift.utils import checkpoint as ck
+from tests.proc_utils import sigkill_after
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,15 +184,9 @@ _KILL_SCRIPT = textwrap.dedent("""
 def test_sigkill_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
+    with sigkill_after(proc):
         line = proc.stdout.readline()
         assert line.strip() == "MID-SAVE", proc.stderr.read()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
     assert ck.read_tracker(tmp_path) == 1
     latest = ck.latest_checkpoint(tmp_path)
     assert latest == tmp_path / "global_step_1"

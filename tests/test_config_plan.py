@@ -62,7 +62,8 @@ def test_default_config_is_a_valid_quick_cpu_plan(files):
 
 def test_plan_numbers_follow_verl_batch_semantics(files):
     cfg = rl_cfg(files, "trainer.n_gpus_per_node=2", "data.train_batch_size=8", "actor_rollout_ref.rollout.n=4",
-                 "actor_rollout_ref.actor.ppo_mini_batch_size=4", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+                 "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+                 "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
                  "actor_rollout_ref.actor.ppo_epochs=3", "trainer.total_epochs=2",
                  "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.25", "actor_rollout_ref.actor.use_kl_loss=true")
     plan = build_rl_plan(cfg, dataset_len=70)
@@ -84,7 +85,8 @@ def test_plan_numbers_follow_verl_batch_semantics(files):
 
 def test_explicit_total_steps_and_dynamic_budget(files):
     cfg = rl_cfg(files, "trainer.total_training_steps=5", "actor_rollout_ref.actor.use_dynamic_bsz=true",
-                 "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=512", "actor_rollout_ref.actor.ppo_mini_batch_size=8")
+                 "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=512",
+                 "actor_rollout_ref.actor.ppo_mini_batch_size=8")
     plan = build_rl_plan(cfg, dataset_len=None)
     assert plan.trainer.total_training_steps == 5 and plan.batch.steps_per_epoch is None
     assert plan.actor.train_micro.max_token_len_per_gpu == 512 and plan.batch.micro_batches_per_mini_batch is None
@@ -103,13 +105,15 @@ def test_sequences_per_step_must_divide_by_world_size(files):
 
 
 def test_train_batch_must_divide_by_mini_batch(files):
-    msg = plan_error(build_rl_plan, rl_cfg(files, "data.train_batch_size=6", "actor_rollout_ref.actor.ppo_mini_batch_size=4"))
+    msg = plan_error(build_rl_plan, rl_cfg(files, "data.train_batch_size=6",
+                                           "actor_rollout_ref.actor.ppo_mini_batch_size=4"))
     assert ("data.train_batch_size (6) must divide by actor_rollout_ref.actor.ppo_mini_batch_size (4): "
             "6 / 4 = 1.5") in msg
 
 
 def test_mini_batch_larger_than_train_batch(files):
-    msg = plan_error(build_rl_plan, rl_cfg(files, "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=8"))
+    msg = plan_error(build_rl_plan, rl_cfg(files, "data.train_batch_size=4",
+                                           "actor_rollout_ref.actor.ppo_mini_batch_size=8"))
     assert "actor_rollout_ref.actor.ppo_mini_batch_size (8) must be <= data.train_batch_size (4)" in msg
 
 
@@ -153,7 +157,8 @@ def test_rollout_lengths_must_match_data_lengths(files):
 
 def test_vllm_tensor_parallel_must_divide_world_size(files):
     msg = plan_error(build_rl_plan, rl_cfg(files, "actor_rollout_ref.rollout.name=vllm", "trainer.check_devices=false",
-                                           "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.tensor_model_parallel_size=3"))
+                                           "trainer.n_gpus_per_node=4",
+                                           "actor_rollout_ref.rollout.tensor_model_parallel_size=3"))
     assert ("world size 4 (trainer.nnodes 1 x trainer.n_gpus_per_node 4) must divide by "
             "actor_rollout_ref.rollout.tensor_model_parallel_size (3)") in msg
     plan = build_rl_plan(rl_cfg(files, "actor_rollout_ref.rollout.name=vllm", "trainer.check_devices=false",
@@ -164,7 +169,8 @@ def test_vllm_tensor_parallel_must_divide_world_size(files):
 def test_hf_rollout_has_no_tensor_parallel(files):
     msg = plan_error(build_rl_plan, rl_cfg(files, "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
                                            "trainer.n_gpus_per_node=2"))
-    assert "actor_rollout_ref.rollout.tensor_model_parallel_size (2) must be 1 with actor_rollout_ref.rollout.name=hf" in msg
+    assert ("actor_rollout_ref.rollout.tensor_model_parallel_size (2) must be 1 with "
+            "actor_rollout_ref.rollout.name=hf") in msg
 
 
 def test_relift_batch_arithmetic(files):
@@ -181,7 +187,8 @@ def test_relift_batch_arithmetic(files):
 
 
 def test_fsdp_shards_over_all_workers(files):
-    msg = plan_error(build_rl_plan, rl_cfg(files, "trainer.n_gpus_per_node=4", "actor_rollout_ref.actor.fsdp_config.fsdp_size=2"))
+    msg = plan_error(build_rl_plan, rl_cfg(files, "trainer.n_gpus_per_node=4",
+                                           "actor_rollout_ref.actor.fsdp_config.fsdp_size=2"))
     assert ("actor_rollout_ref.actor.fsdp_config.fsdp_size (2) must be -1 or the world size 4 "
             "(trainer.nnodes 1 x trainer.n_gpus_per_node 4)") in msg
     build_rl_plan(rl_cfg(files, "trainer.n_gpus_per_node=4", "actor_rollout_ref.actor.fsdp_config.fsdp_size=4"))
@@ -236,13 +243,15 @@ def test_unknown_choices(files):
     assert "actor_rollout_ref.actor.loss_agg_mode: unknown loss aggregation mode 'token-sum'" in msg
     assert "actor_rollout_ref.actor.kl_loss_type: unknown KL estimator 'k9'" in msg
     assert "trainer.logger: unknown backend 'mlflow'" in msg
-    assert "actor_rollout_ref.actor.optim.lr_scheduler_type: unknown schedule 'step'; choose one of constant, cosine, linear" in msg
+    assert ("actor_rollout_ref.actor.optim.lr_scheduler_type: unknown schedule 'step'; "
+            "choose one of constant, cosine, linear") in msg
 
 
 def test_dual_clip_constant_must_exceed_one(files):
     msg = plan_error(build_rl_plan, rl_cfg(files, "actor_rollout_ref.actor.clip_ratio_c=1.0"))
     assert "actor_rollout_ref.actor.clip_ratio_c (1) must be > 1" in msg
-    build_rl_plan(rl_cfg(files, "actor_rollout_ref.actor.clip_ratio_c=1.0", "actor_rollout_ref.actor.loss_remove_clip=true"))
+    build_rl_plan(rl_cfg(files, "actor_rollout_ref.actor.clip_ratio_c=1.0",
+                         "actor_rollout_ref.actor.loss_remove_clip=true"))
 
 
 def test_custom_reward_function_file_and_name(files, tmp_path):
@@ -257,8 +266,10 @@ def test_custom_reward_function_file_and_name(files, tmp_path):
             return 1.0
     """))
     msg = plan_error(build_rl_plan, rl_cfg(files, f"reward.custom_reward_function.path={f}"))
-    assert f"reward.custom_reward_function.name: {f} defines no function 'compute_score' (functions there: helper, my_score)" in msg
-    plan = build_rl_plan(rl_cfg(files, f"reward.custom_reward_function.path={f}", "reward.custom_reward_function.name=my_score"))
+    assert (f"reward.custom_reward_function.name: {f} defines no function 'compute_score' "
+            "(functions there: helper, my_score)") in msg
+    plan = build_rl_plan(rl_cfg(files, f"reward.custom_reward_function.path={f}",
+                                "reward.custom_reward_function.name=my_score"))
     custom = plan.reward.custom_reward_function
     assert (custom.path, custom.name) == (str(f), "my_score")
 
@@ -280,7 +291,8 @@ def test_missing_data_files(files):
 
 def test_model_path_local_or_hub_id(files, tmp_path):
     msg = plan_error(build_rl_plan, rl_cfg(files, "actor_rollout_ref.model.path=./no/such/model"))
-    assert "actor_rollout_ref.model.path: ./no/such/model does not exist and does not look like a hub id (org/name)" in msg
+    assert ("actor_rollout_ref.model.path: ./no/such/model does not exist and does not look like a hub id "
+            "(org/name)") in msg
     msg = plan_error(build_rl_plan, rl_cfg(files, f"actor_rollout_ref.model.path={tmp_path}"))
     assert f"actor_rollout_ref.model.path: {tmp_path} has no config.json" in msg
     msg = plan_error(build_rl_plan, rl_cfg(files, "actor_rollout_ref.model.path=null"))
@@ -299,7 +311,8 @@ def test_lengths_beyond_the_models_positions(files):
 def test_resume_path_needs_a_directory(files):
     msg = plan_error(build_rl_plan, rl_cfg(files, "trainer.resume_mode=resume_path"))
     assert "trainer.resume_mode=resume_path needs trainer.resume_from_path" in msg
-    msg = plan_error(build_rl_plan, rl_cfg(files, "trainer.resume_mode=resume_path", "trainer.resume_from_path=/nope/global_step_3"))
+    msg = plan_error(build_rl_plan, rl_cfg(files, "trainer.resume_mode=resume_path",
+                                           "trainer.resume_from_path=/nope/global_step_3"))
     assert "trainer.resume_from_path: directory not found: /nope/global_step_3" in msg
 
 
@@ -351,7 +364,8 @@ def test_offline_plan_errors(files):
     msg = plan_error(build_offline_plan, off_cfg(files, "loss.type=ppo"))
     assert "loss.type: unknown loss 'ppo'; choose one of sft, redi, dpo, simpo" in msg
     msg = plan_error(build_offline_plan, off_cfg(files, "data.train_batch_size=10", "trainer.n_gpus_per_node=4"))
-    assert "data.train_batch_size (10) must divide by world size 4 (trainer.nnodes 1 x trainer.n_gpus_per_node 4): 10 / 4 = 2.5" in msg
+    assert ("data.train_batch_size (10) must divide by world size 4 (trainer.nnodes 1 x trainer.n_gpus_per_node 4): "
+            "10 / 4 = 2.5") in msg
     msg = plan_error(build_offline_plan, off_cfg(files, "data.train_batch_size=12", "trainer.n_gpus_per_node=2",
                                                  "data.micro_batch_size_per_gpu=4"))
     assert ("examples per worker 6 (= data.train_batch_size 12 / world size 2) must divide by "
@@ -407,8 +421,8 @@ def test_main_offline_dry_run(files, tmp_path):
 def test_run_main_hands_config_and_plan_to_the_trainer(files, monkeypatch, capsys):
     import types
 
-    from trainer import main_offline, main_rl
     from relift.spec import OfflineRunSpec, RLRunSpec
+    from trainer import main_offline, main_rl
 
     seen = {}
     monkeypatch.setitem(sys.modules, "trainer.rl_trainer", types.SimpleNamespace(run=lambda spec: seen.update(rl=spec)))

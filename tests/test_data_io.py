@@ -10,7 +10,8 @@ from relift.data.io import as_dict, as_messages, as_text, expand_data_files, rea
 
 
 def test_many_files_keep_their_origin(shared_data):
-    files = [shared_data / "kk_logic_rl" / "3ppl" / "test.parquet", shared_data / "kk_logic_rl" / "5ppl" / "test.parquet"]
+    kk = shared_data / "kk_logic_rl"
+    files = [kk / "3ppl" / "test.parquet", kk / "5ppl" / "test.parquet"]
     table = read_parquet_files([str(f) for f in files])
     assert len(table) == 200 and table.starts == [0, 100]
     assert table.origin(0) == f"{files[0]} row 0"

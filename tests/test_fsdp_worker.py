@@ -3,7 +3,6 @@ world size 1 (in-process) vs 2 (Ray, gloo FSDP2) giving the same numbers."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import torch
 from relift.protocol import DataProto
 from relift.single_controller import InProcessWorkerGroup, RayClassWithInitArgs
 from relift.utils import checkpoint as ck
+from tests.proc_utils import sigkill_after
 from workers.fsdp_worker import ActorRolloutRefWorker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -327,18 +327,12 @@ _KILL_SCRIPT = textwrap.dedent("""
 def test_sigkill_during_worker_save_keeps_previous_checkpoint(tiny_model, tmp_path, local_group):
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path), str(tiny_model), str(REPO)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
+    with sigkill_after(proc):
         line = ""
         while line.strip() != "MID-SAVE":
             line = proc.stdout.readline()
             if not line:
                 pytest.fail(f"the saving process ended early: {proc.stderr.read()[-3000:]}")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
     assert ck.read_tracker(tmp_path) == 1 and ck.list_checkpoints(tmp_path) == [1]
     assert (tmp_path / ".tmp-global_step_2" / "actor").is_dir()
     latest = ck.latest_checkpoint(tmp_path)

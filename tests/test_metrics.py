@@ -129,7 +129,7 @@ def test_metric_names_and_markdown():
     lines = table.splitlines()
     assert lines[0] == "| data_source | prompts | n | mean@n | pass@1 | pass@2 | pass@4 | maj@n |"
     assert lines[2].startswith("| ") and "| 2 | 4 | 12.5 | 12.5 | 25.0 | 50.0 | 0.0 |" in table
-    math_line = next(l for l in lines if l.startswith("| math"))
+    math_line = next(line for line in lines if line.startswith("| math"))
     assert math_line.endswith("|") and "| - |" in math_line  # math has no pass@4
 
 

@@ -81,7 +81,8 @@ def test_sft_resume_continues_the_same_losses(ws, tmp_path):
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     assert resumed[1]["train/loss"] == pytest.approx(full[1]["train/loss"], rel=1e-5)
     for a, b in zip(full[2:], resumed[2:]):
-        assert math.isclose(a["train/loss"], b["train/loss"], rel_tol=1e-5), (a["step"], a["train/loss"], b["train/loss"])
+        assert math.isclose(a["train/loss"], b["train/loss"], rel_tol=1e-5), \
+            (a["step"], a["train/loss"], b["train/loss"])
         assert math.isclose(a["val/loss"] if "val/loss" in a else 0, b.get("val/loss", 0), rel_tol=1e-5)
 
 

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from relift.utils.optim import (ScheduleFn, build_lr_scheduler, build_optimizer,
-                                resolve_warmup_steps)
+from relift.utils.optim import ScheduleFn, build_lr_scheduler, build_optimizer, resolve_warmup_steps
 
 
 def _lrs(sched, opt, n):

@@ -87,7 +87,8 @@ def test_two_node_recipes_plan_world_size_16(data):
 def test_math_recipe_widens_the_qwen_math_context(data):
     """Dropping the recipe's override_config makes the plan fail on the length arithmetic against a
     Qwen2.5-Math-like config (4096 positions); with it the recipe plans (test above)."""
-    res = run_recipe("math-1.5b/train.sh", data, *DRY, "~actor_rollout_ref.model.override_config.max_position_embeddings",
+    res = run_recipe("math-1.5b/train.sh", data, *DRY,
+                     "~actor_rollout_ref.model.override_config.max_position_embeddings",
                      MODEL_PATH=data["math_model"])
     assert res.returncode == 2
     assert "= 9216 exceeds the model's max_position_embeddings (4096)" in res.stderr

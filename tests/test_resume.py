@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from test_rl_trainer import make_workspace, overrides, read_jsonl
+
+from tests.proc_utils import sigkill_after
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, KILL_AFTER = 5, 2
@@ -29,7 +29,8 @@ def _cmd(ws: Path, out: Path) -> list[str]:
              "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
              "actor_rollout_ref.rollout.val_kwargs.temperature": 1.0,
              # off-policy (2 optimiser steps per RL step): old log-probs and the optimiser state matter
-             "actor_rollout_ref.actor.ppo_mini_batch_size": 2, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 4}
+             "actor_rollout_ref.actor.ppo_mini_batch_size": 2,
+             "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 4}
     return [sys.executable, "-m", "trainer.main_rl", *overrides(ws, out, **extra)]
 
 
@@ -66,14 +67,8 @@ def test_sigkill_and_resume_logs_the_same_metrics(tmp_path):
 
     proc = subprocess.Popen(_cmd(ws, cut_out), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    try:
+    with sigkill_after(proc):
         _wait_for_step(proc, cut_out / "metrics.jsonl", KILL_AFTER)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
     before = read_jsonl(cut_out / "metrics.jsonl")
     last_logged = max(r["step"] for r in before)
     assert KILL_AFTER <= last_logged < STEPS, f"killed too late to test resume (step {last_logged} logged)"

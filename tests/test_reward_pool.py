@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from relift.rewards import RewardPool, register_reward
+from relift.rewards import RewardPool, register_reward, registry
 from relift.rewards import compute_score as direct_score
-from relift.rewards import registry
 
 HANG = "<think>t</think>\\boxed{9^{9^{9^{9^{9}}}}}"  # sympy computes this power for ever
 TIMEOUT = 3.0

@@ -8,9 +8,8 @@ import threading
 import pandas as pd
 import pytest
 
-from relift.rewards import compute_score, get_reward_fn, known_data_sources, register_reward
+from relift.rewards import compute_score, get_reward_fn, known_data_sources, register_reward, registry
 from relift.rewards import math as rmath
-from relift.rewards import registry
 
 # MATH-500 rows where a *different* problem's reference answer is (rightly or wrongly) accepted.
 # Each entry: row id -> reason.  The test fails if the list goes stale in either direction.

@@ -290,7 +290,8 @@ def test_plot_png_written(tmp_path):
 def test_balance_batch_reorders_rows_for_equal_worker_tokens(ws, tmp_path):
     """Two workers: the rows move (with their uids and scores) so both chunks get 11 tokens, not 19 | 2."""
     cfg = compose_config("rl_trainer", overrides(ws, tmp_path, **{
-        "trainer.n_gpus_per_node": 2, "trainer.backend": "auto", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8}))
+        "trainer.n_gpus_per_node": 2, "trainer.backend": "auto",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8}))
     trainer = RLTrainer(build_rl_plan(cfg))
     lengths = [10, 9, 1, 1]
     mask = torch.zeros(4, 12, dtype=torch.long)

@@ -242,9 +242,9 @@ def test_missing_prompt_keys_and_eos(tokenizer, model):
 @pytest.mark.gpu
 def test_vllm_greedy_matches_hf_and_weight_sync(tokenizer, tmp_path):
     pytest.importorskip("vllm")
-    from relift.models.tiny import build_tiny_model
     from transformers import AutoModelForCausalLM
 
+    from relift.models.tiny import build_tiny_model
     from workers.rollout.vllm import VLLMRollout
 
     path = build_tiny_model(tmp_path / "tiny", seed=0)

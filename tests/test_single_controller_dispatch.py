@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from relift.protocol import DataProto
-from relift.single_controller import (Dispatch, Execute, InProcessWorkerGroup, RayClassWithInitArgs, Worker,
-                                      WorkerGroupError, WorkerGroupFuture, create_colocated_worker_cls, register)
+from relift.single_controller import (
+    Dispatch,
+    Execute,
+    InProcessWorkerGroup,
+    RayClassWithInitArgs,
+    Worker,
+    WorkerGroupError,
+    WorkerGroupFuture,
+    create_colocated_worker_cls,
+    register,
+)
 from relift.single_controller.decorator import collect_results, dispatch_call, get_registered_methods
 from relift.single_controller.errors import classify_failure
 from relift.single_controller.worker import DistInfo

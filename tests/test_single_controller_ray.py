@@ -13,8 +13,17 @@ import pytest
 import torch
 
 from relift.protocol import DataProto
-from relift.single_controller import (Dispatch, Execute, RayClassWithInitArgs, ResourceRequestError, Worker,
-                                      WorkerGroupError, WorkerGroupFuture, create_colocated_worker_cls, register)
+from relift.single_controller import (
+    Dispatch,
+    Execute,
+    RayClassWithInitArgs,
+    ResourceRequestError,
+    Worker,
+    WorkerGroupError,
+    WorkerGroupFuture,
+    create_colocated_worker_cls,
+    register,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 

@@ -87,7 +87,8 @@ def test_cli_sizes(tmp_path, capsys):
     model = load_causal_lm(out, dtype="bf16")
     assert model.dtype == torch.bfloat16 and not model.training
     cfg = model.config
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.max_position_embeddings) == (32, 1, 48, 256)
+    shape = (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.max_position_embeddings)
+    assert shape == (32, 1, 48, 256)
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
     with pytest.raises(ValueError, match="divisible"):
         make_tiny_model(build_tiny_tokenizer(), hidden_size=30, num_heads=4)

@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import hydra
 from omegaconf import DictConfig
 
-from trainer.plan import PlanError, count_parquet_rows, render_spec
+from trainer.plan import CONFIG_DIR, PlanError, count_parquet_rows, render_spec
 
-__all__ = ["EXIT_BAD_CONFIG", "plan_then_run"]
+__all__ = ["EXIT_BAD_CONFIG", "plan_then_run", "exit_status", "hydra_entry"]
 
 EXIT_BAD_CONFIG = 2
 
@@ -39,3 +40,27 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         return 0
     train(spec)
     return 0
+
+
+def exit_status(run: Callable[[DictConfig], Any], cfg: DictConfig,
+                bad_input: tuple[type[Exception], ...] = (PlanError,)) -> int:
+    """``run(cfg)``; a bad config or input is one message on stderr and :data:`EXIT_BAD_CONFIG`."""
+    try:
+        run(cfg)
+    except bad_input as e:
+        print(f"[relift] {e}", file=sys.stderr, flush=True)
+        return EXIT_BAD_CONFIG
+    return 0
+
+
+def hydra_entry(config_name: str, run_main: Callable[[DictConfig], int]) -> Callable[[], None]:
+    """The ``main()`` of an entry point: Hydra composes ``trainer/config/<config_name>.yaml`` with the
+    command line, ``run_main`` runs it, a non-zero status becomes the process's exit code."""
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)
+    def main(cfg: DictConfig) -> None:
+        rc = run_main(cfg)
+        if rc:
+            sys.exit(rc)
+
+    return main

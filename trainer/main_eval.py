@@ -18,17 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from trainer.entry import EXIT_BAD_CONFIG
-from trainer.plan import PlanError, check_custom_reward, check_files, ConfigChecker
+from trainer.entry import exit_status, hydra_entry
+from trainer.plan import ConfigChecker, PlanError, check_custom_reward, check_files
 
 __all__ = ["EvalSample", "collect_samples", "evaluate", "records_from_scores", "run_main", "summarize"]
 
@@ -284,19 +282,10 @@ def evaluate(cfg: Any) -> dict[str, Any]:
 
 def run_main(cfg: DictConfig) -> int:
     """Evaluate with a composed config; returns the exit status (2 for bad config or input)."""
-    try:
-        evaluate(cfg)
-    except PlanError as e:
-        print(f"[relift] {e}", file=sys.stderr, flush=True)
-        return EXIT_BAD_CONFIG
-    return 0
+    return exit_status(evaluate, cfg)
 
 
-@hydra.main(config_path="config", config_name="evaluation", version_base=None)
-def main(cfg: DictConfig) -> None:
-    rc = run_main(cfg)
-    if rc:
-        sys.exit(rc)
+main = hydra_entry("evaluation", run_main)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ worker group started by the RL trainer's own setup (:func:`trainer.workers_setup
 Ray, or in-process for one worker), and writes ``data.output_path``: the input's
 columns plus ``responses`` (list of n strings) and ``response_lengths`` (their token counts).
 
-Order of work: the config is checked first (:mod:`trainer.plan.generation`) (missing files, model, columns, impossible lengths: one
-line per problem naming the key, exit status 2) and the plan printed; then the prompts are rendered
-with the chat template and measured (over-long prompts: ``data.truncation``); then chunks of
-``data.batch_size`` prompts are generated, each written atomically to
+Order of work: the config is checked first by :mod:`trainer.plan.generation` (missing files, model,
+columns, impossible lengths: one line per problem naming the key, exit status 2) and the plan
+printed; then the prompts are rendered with the chat template and measured (over-long prompts:
+``data.truncation``); then chunks of ``data.batch_size`` prompts are generated, each written atomically to
 ``<output_path>.parts/part-NNNNN.parquet`` as soon as it completes, under a tqdm bar. A manifest in
 that folder records the settings and a hash of the prompt tokens; a rerun with the same ones skips
 the finished chunks, a rerun with different ones stops with an error (never mixes results). The
@@ -24,18 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from trainer.entry import EXIT_BAD_CONFIG
+from trainer.entry import exit_status, hydra_entry
 from trainer.plan import PlanError
 from trainer.plan.generation import GenerationPlan, build_generation_plan
 
@@ -337,22 +334,10 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
 
 def run_main(cfg: DictConfig) -> int:
     """Run with a composed config; returns the exit status (2 for a config that cannot run)."""
-    try:
-        run_generation(cfg)
-    except PlanError as e:
-        print(f"[relift] {e}", file=sys.stderr, flush=True)
-        return EXIT_BAD_CONFIG
-    except ResumeMismatchError as e:
-        print(f"[relift] {e}", file=sys.stderr, flush=True)
-        return EXIT_BAD_CONFIG
-    return 0
+    return exit_status(run_generation, cfg, (PlanError, ResumeMismatchError))
 
 
-@hydra.main(config_path="config", config_name="generation", version_base=None)
-def main(cfg: DictConfig) -> None:
-    rc = run_main(cfg)
-    if rc:
-        sys.exit(rc)
+main = hydra_entry("generation", run_main)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,10 @@ A config that cannot run exits with status 2 and one line per problem on stderr.
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
 from relift.spec import OfflineRunSpec
-from trainer.entry import plan_then_run
+from trainer.entry import hydra_entry, plan_then_run
 from trainer.plan import build_offline_plan
 
 
@@ -30,11 +27,7 @@ def run_main(cfg: DictConfig) -> int:
     return plan_then_run(cfg, build_offline_plan, train)
 
 
-@hydra.main(config_path="config", config_name="offline_trainer", version_base=None)
-def main(cfg: DictConfig) -> None:
-    rc = run_main(cfg)
-    if rc:
-        sys.exit(rc)
+main = hydra_entry("offline_trainer", run_main)
 
 
 if __name__ == "__main__":

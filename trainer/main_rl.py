@@ -9,13 +9,10 @@ A config that cannot run exits with status 2 and one line per problem on stderr.
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
 from relift.spec import RLRunSpec
-from trainer.entry import plan_then_run
+from trainer.entry import hydra_entry, plan_then_run
 from trainer.plan import build_rl_plan
 
 
@@ -31,11 +28,7 @@ def run_main(cfg: DictConfig) -> int:
     return plan_then_run(cfg, build_rl_plan, train)
 
 
-@hydra.main(config_path="config", config_name="rl_trainer", version_base=None)
-def main(cfg: DictConfig) -> None:
-    rc = run_main(cfg)
-    if rc:
-        sys.exit(rc)
+main = hydra_entry("rl_trainer", run_main)
 
 
 if __name__ == "__main__":

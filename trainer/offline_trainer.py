@@ -35,11 +35,10 @@ from relift.algorithms.losses import dpo_loss, redi_loss, simpo_loss
 from relift.data.pair_dataset import PairDataConfig
 from relift.data.sft_dataset import SFTDataConfig
 from relift.protocol import DataProto
-from relift.spec import OfflineDataSpec, OfflineRunSpec, save_spec_json, spec_to_dict
+from relift.spec import OfflineDataSpec, OfflineRunSpec
 from relift.utils.timer import timed
-from relift.utils.tracking import Tracking
 from trainer.rl_trainer import reduce_metrics
-from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
+from trainer.step_loop import StepLoop
 
 __all__ = ["OfflineTrainer", "run", "to_actor_layout", "to_pair_layout"]
 
@@ -75,25 +74,22 @@ def _side(pairs: DataProto, side: str) -> DataProto:
     return DataProto.from_dict(tensors={k: pairs.batch[f"{side}_{k}"] for k in keys}, meta_info={"temperature": 1.0})
 
 
-class OfflineTrainer:
-    """Holds the offline loop's state; ``fit()`` runs it (see the module docstring)."""
+class OfflineTrainer(StepLoop):
+    """Holds the offline loop's state; ``fit()`` (:class:`trainer.step_loop.StepLoop`) runs it."""
+
+    console_keys = {"loss": "train/loss", "val_loss": "val/loss", "lr": "train/lr", "grad_norm": "train/grad_norm",
+                    "step_s": "timing_s/step"}
 
     def __init__(self, spec: OfflineRunSpec) -> None:
         if not isinstance(spec, OfflineRunSpec):
             raise TypeError("OfflineTrainer takes the run spec from trainer.plan.build_offline_plan(cfg), "
                             f"got {type(spec).__name__}")
-        self.spec = spec
+        super().__init__(spec)
         self.kind = spec.data.kind
         self.loss_type = spec.loss.type
+        self.progress_name = f"{self.loss_type} steps"
         self.uses_ref = spec.ref.enabled
         self.batch_size = spec.data.train_batch_size
-        self.local_dir = spec.trainer.default_local_dir
-        self.seed = spec.trainer.seed
-        self.global_step = 0
-        self.epoch = 0
-        self.groups: Any = None
-        self.actor_wg: Any = None
-        self.tracker: Tracking | None = None
 
     # ------------------------------------------------------------------ setup
     def _dataset(self, files: tuple[str, ...]) -> Any:
@@ -103,30 +99,16 @@ class OfflineTrainer:
         return cls(list(files), self.tokenizer, config=offline_data_config(self.spec.data))
 
     def _build_data(self) -> None:
-        from relift.data import collate_to_dataproto, make_dataloader  # noqa: PLC0415
         from relift.models.loading import load_tokenizer  # noqa: PLC0415
 
         spec, data = self.spec, self.spec.data
         self.tokenizer = load_tokenizer(spec.model.tokenizer_path, trust_remote_code=spec.model.trust_remote_code)
         self.train_dataset = self._dataset(data.train_files)
-        if len(self.train_dataset) < self.batch_size:
-            raise ValueError(f"data.train_files has {len(self.train_dataset)} usable rows, fewer than "
-                             f"data.train_batch_size ({self.batch_size})")
-        self.train_loader = make_dataloader(self.train_dataset, batch_size=self.batch_size,
-                                            seed=data.seed, shuffle=data.shuffle, drop_last=True,
-                                            collate_fn=collate_to_dataproto, num_workers=data.dataloader_num_workers)
-        self.val_batches: list[DataProto] = []
-        if data.val_files:
-            val_ds = self._dataset(data.val_files)
-            vbs = data.val_batch_size
-            rows = [val_ds[i] for i in range(len(val_ds))]
-            self.val_batches = [collate_to_dataproto(rows[s:s + vbs]) for s in range(0, len(rows), vbs)]
-        steps_per_epoch = len(self.train_loader)
-        total = spec.trainer.total_training_steps
-        self.total_steps = int(total) if total else steps_per_epoch * spec.trainer.total_epochs
-        self.spec = spec.with_total_steps(self.total_steps)
+        val_ds = self._dataset(data.val_files) if data.val_files else None
+        self._make_loaders(self.train_dataset, val_ds, batch_size=self.batch_size, data=data,
+                           val_batch_size=data.val_batch_size)
         logger.info("offline %s: %d train rows, %d steps per epoch, %d steps", self.loss_type,
-                    len(self.train_dataset), steps_per_epoch, self.total_steps)
+                    len(self.train_dataset), len(self.train_loader), self.total_steps)
 
     def _build_workers(self) -> None:
         from trainer.workers_setup import build_worker_groups  # noqa: PLC0415
@@ -134,13 +116,6 @@ class OfflineTrainer:
         self.groups = build_worker_groups(self.spec.worker(), self.spec.ray_init, with_ref=self.uses_ref,
                                           with_rollout=False)
         self.actor_wg = self.groups.actor
-
-    def _build_tracker(self) -> None:
-        t = self.spec.trainer
-        self.tracker = Tracking(t.project_name, t.experiment_name, list(t.logger), config=spec_to_dict(self.spec),
-                                local_dir=self.local_dir,
-                                console_keys={"loss": "train/loss", "val_loss": "val/loss", "lr": "train/lr",
-                                              "grad_norm": "train/grad_norm", "step_s": "timing_s/step"})
 
     # ------------------------------------------------------------------ steps
     def train_step(self, batch: DataProto) -> dict[str, Any]:
@@ -208,75 +183,17 @@ class OfflineTrainer:
             pairs += len(batch)
         return {"val/loss": total / max(pairs, 1.0)}
 
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
-        """Atomic save of the policy workers and the driver state for ``self.global_step``."""
-        return save_run_checkpoint(self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader,
-                                   step_metrics, max_to_keep=self.spec.trainer.max_ckpt_to_keep)
+    # ------------------------------------------------------------------ around the loop
+    def _before_steps(self, resumed: bool) -> dict[str, Any] | None:
+        if self.val_batches and not resumed and self.spec.trainer.val_before_train:
+            self.tracker.log(self.validate(), step=self.global_step)
+        return None
 
-    def load_checkpoint(self) -> bool:
-        """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
-        t = self.spec.trainer
-        state = load_run_checkpoint(t.resume_mode, self.local_dir, t.resume_from_path, self.actor_wg,
-                                    self.train_loader, self.tracker)
-        if state is None:
-            return False
-        self.global_step = state["global_step"]
-        self.epoch = int(state.get("epoch", 0))
-        return True
-
-    # ------------------------------------------------------------------ the loop
-    def fit(self) -> dict[str, Any]:
-        """Set up, (resume,) train to the last step, export when asked; returns the last metrics."""
-        from tqdm.auto import tqdm  # noqa: PLC0415
-
-        from relift.utils.seed import set_seed  # noqa: PLC0415
-
-        set_seed(self.seed)
-        self._build_data()
-        save_spec_json(self.spec, self.local_dir)
-        self._build_tracker()
-        last: dict[str, Any] = {}
-        try:
-            self._build_workers()
-            resumed = self.load_checkpoint()
-            t = self.spec.trainer
-            test_freq, save_freq = t.test_freq, t.save_freq
-            if self.val_batches and not resumed and t.val_before_train:
-                self.tracker.log(self.validate(), step=self.global_step)
-            steps_per_epoch = max(len(self.train_loader), 1)
-            bar = tqdm(total=self.total_steps, initial=self.global_step, desc=f"{self.loss_type} steps",
-                       unit="step", dynamic_ncols=True)
-            while self.global_step < self.total_steps:
-                for batch in self.train_loader:
-                    self.global_step += 1
-                    self.epoch = (self.global_step - 1) // steps_per_epoch
-                    metrics = self.train_step(batch)
-                    metrics["training/global_step"] = self.global_step
-                    metrics["training/epoch"] = self.epoch
-                    is_last = self.global_step >= self.total_steps
-                    if self.val_batches and ((test_freq > 0 and self.global_step % test_freq == 0) or is_last):
-                        with timed("testing", metrics):
-                            metrics.update(self.validate())
-                    if save_freq > 0 and (self.global_step % save_freq == 0 or is_last):
-                        with timed("save_checkpoint", metrics):
-                            self.save_checkpoint(metrics)
-                    self.tracker.log(metrics, step=self.global_step)
-                    bar.update(1)
-                    last = metrics
-                    if is_last:
-                        break
-            bar.close()
-            if t.export_hf:
-                out = Path(self.local_dir) / "hf"
-                self.actor_wg.export_hf(str(out))
-                logger.info("exported the trained policy to %s", out)
-            return last
-        finally:
-            if self.groups is not None:
-                self.groups.shutdown()
-            if self.tracker is not None:
-                self.tracker.finish()
+    def _after_steps(self) -> None:
+        if self.spec.trainer.export_hf:
+            out = Path(self.local_dir) / "hf"
+            self.actor_wg.export_hf(str(out))
+            logger.info("exported the trained policy to %s", out)
 
 
 def offline_data_config(data: OfflineDataSpec) -> SFTDataConfig | PairDataConfig:

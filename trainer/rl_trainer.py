@@ -38,11 +38,8 @@ worker, or a row count the workers cannot share equally, the order is kept.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,13 +47,13 @@ import torch
 
 from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_advantage
 from relift.algorithms.kl_control import get_kl_controller
-from relift.protocol import DataProto
 from relift.data.rl_dataset import RLDataConfig
-from relift.spec import DataSpec, RLRunSpec, save_spec_json, spec_to_dict
+from relift.protocol import DataProto
+from relift.spec import DataSpec, RLRunSpec
 from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
-from relift.utils.tracking import Tracking
-from trainer.run_checkpoint import load_run_checkpoint, resolve_resume_dir, save_run_checkpoint
+from trainer.run_checkpoint import resolve_resume_dir
+from trainer.step_loop import StepLoop
 from trainer.validation import run_validation
 from workers.rollout.base import GEN_KEYS
 
@@ -126,59 +123,38 @@ def compute_data_metrics(batch: DataProto, max_response_length: int) -> dict[str
     return metrics
 
 
-class RLTrainer:
-    """Holds the loop's state; ``fit()`` runs it (see the module docstring)."""
+class RLTrainer(StepLoop):
+    """Holds the loop's state; ``fit()`` (:class:`trainer.step_loop.StepLoop`) runs it."""
+
+    progress_name = "rl steps"
 
     def __init__(self, spec: RLRunSpec, post_update_hooks: list[Hook] | None = None) -> None:
         if not isinstance(spec, RLRunSpec):
-            raise TypeError(f"RLTrainer takes the run spec from trainer.plan.build_rl_plan(cfg), got {type(spec).__name__}")
-        self.spec = spec
+            raise TypeError("RLTrainer takes the run spec from trainer.plan.build_rl_plan(cfg), "
+                            f"got {type(spec).__name__}")
+        super().__init__(spec)
         self.post_update_hooks: list[Hook] = list(post_update_hooks or [])
-        self.global_step = 0
-        self.epoch = 0
-        self.actor_wg: Any = None
         self.reward_wg: Any = None
-        self.groups: Any = None
-        self.tracker: Tracking | None = None
         self.last_val_metrics: dict[str, float] = {}
         self.n = spec.rollout.sampling.n
         self.batch_size = spec.data.train_batch_size
         self.kl_ctrl = get_kl_controller(spec.algorithm.kl_ctrl) if spec.algorithm.use_kl_in_reward else None
-        self.local_dir = spec.trainer.default_local_dir
-        self.seed = spec.trainer.seed
         self.world_size = spec.world.size
 
     # ------------------------------------------------------------------ setup
     def _build_data(self) -> None:
-        from relift.data import RLDataset, collate_to_dataproto, make_dataloader  # noqa: PLC0415
+        from relift.data import RLDataset  # noqa: PLC0415
         from relift.models.loading import load_tokenizer  # noqa: PLC0415
 
         spec, data = self.spec, self.spec.data
         self.tokenizer = load_tokenizer(spec.model.tokenizer_path, trust_remote_code=spec.model.trust_remote_code)
         data_cfg = rl_data_config(data)
         self.train_dataset = RLDataset(list(data.train_files), self.tokenizer, config=data_cfg)
-        if len(self.train_dataset) < self.batch_size:
-            raise ValueError(f"data.train_files has {len(self.train_dataset)} usable rows, fewer than "
-                             f"data.train_batch_size ({self.batch_size})")
-        self.train_loader = make_dataloader(self.train_dataset, batch_size=self.batch_size,
-                                            seed=data.seed, shuffle=data.shuffle, drop_last=True,
-                                            collate_fn=collate_to_dataproto, num_workers=data.dataloader_num_workers)
-        self.val_batches: list[DataProto] = []
-        if data.val_files:
-            val_ds = RLDataset(list(data.val_files), self.tokenizer, config=data_cfg)
-            vbs = data.val_batch_size or len(val_ds)
-            rows = [val_ds[i] for i in range(len(val_ds))]
-            self.val_batches = [collate_to_dataproto(rows[s:s + vbs]) for s in range(0, len(rows), vbs)]
-        steps_per_epoch = len(self.train_loader)
-        total = spec.trainer.total_training_steps
-        epochs = spec.trainer.total_epochs
-        self.total_epochs = epochs
-        self.total_steps = int(total) if total else steps_per_epoch * epochs
-        if total:
-            self.total_epochs = max(epochs, math.ceil(int(total) / max(steps_per_epoch, 1)))
-        self.spec = spec.with_total_steps(self.total_steps)
+        val_ds = RLDataset(list(data.val_files), self.tokenizer, config=data_cfg) if data.val_files else None
+        self._make_loaders(self.train_dataset, val_ds, batch_size=self.batch_size, data=data,
+                           val_batch_size=data.val_batch_size)
         logger.info("train: %d prompts, %d steps per epoch, %d steps in all; validation: %d prompts",
-                    len(self.train_dataset), steps_per_epoch, self.total_steps,
+                    len(self.train_dataset), len(self.train_loader), self.total_steps,
                     sum(len(b) for b in self.val_batches))
 
     def _build_workers(self) -> None:
@@ -187,11 +163,6 @@ class RLTrainer:
         spec = self.spec
         self.groups = build_worker_groups(spec.worker(), spec.ray_init, with_ref=spec.ref.enabled, reward=spec.reward)
         self.actor_wg, self.reward_wg = self.groups.actor, self.groups.reward
-
-    def _build_tracker(self) -> None:
-        t = self.spec.trainer
-        self.tracker = Tracking(t.project_name, t.experiment_name, list(t.logger), config=spec_to_dict(self.spec),
-                                local_dir=self.local_dir)
 
     # ------------------------------------------------------------------ checkpoints
     def hook_state(self) -> dict[str, Any]:
@@ -211,27 +182,14 @@ class RLTrainer:
                 else:
                     logger.warning("checkpoint has no state for hook %r; it starts fresh", name)
 
-    def save_checkpoint(self, step_metrics: dict[str, Any]) -> Path:
-        """Atomic save of the policy workers and the driver state for ``self.global_step``."""
-        return save_run_checkpoint(
-            self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader, step_metrics,
-            max_to_keep=self.spec.trainer.max_ckpt_to_keep,
-            extra={"kl_ctrl": self.kl_ctrl.state_dict() if self.kl_ctrl is not None else None,
-                   "hooks": self.hook_state()})
+    def _driver_extra(self) -> dict[str, Any]:
+        return {"kl_ctrl": self.kl_ctrl.state_dict() if self.kl_ctrl is not None else None,
+                "hooks": self.hook_state()}
 
-    def load_checkpoint(self) -> bool:
-        """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
-        t = self.spec.trainer
-        state = load_run_checkpoint(t.resume_mode, self.local_dir, t.resume_from_path, self.actor_wg, self.train_loader,
-                                    self.tracker)
-        if state is None:
-            return False
-        self.global_step = state["global_step"]
-        self.epoch = int(state.get("epoch", 0))
+    def _restore_extra(self, state: dict[str, Any]) -> None:
         if self.kl_ctrl is not None and state.get("kl_ctrl"):
             self.kl_ctrl.load_state_dict(state["kl_ctrl"])
         self._load_hook_state(state.get("hooks") or {})
-        return True
 
     # ------------------------------------------------------------------ the step
     def _step_seed(self, step: int) -> int:
@@ -345,72 +303,18 @@ class RLTrainer:
         b["advantages"] = adv
         b["returns"] = ret
 
-    # ------------------------------------------------------------------ the loop
-    def _is_last(self) -> bool:
-        return self.global_step >= self.total_steps
-
-    def fit(self) -> dict[str, Any]:
-        """Set up, (resume,) train to ``total_steps``; returns the last step's metrics."""
-        from tqdm.auto import tqdm  # noqa: PLC0415
-
-        from relift.utils.seed import set_seed  # noqa: PLC0415
-
-        set_seed(self.seed)
-        self._build_data()
-        save_spec_json(self.spec, self.local_dir)
-        self._build_tracker()
-        last: dict[str, Any] = {}
-        try:
-            self._build_workers()
-            resumed = self.load_checkpoint()
-            t = self.spec.trainer
-            test_freq, save_freq, val_only = t.test_freq, t.save_freq, t.val_only
-            if self.val_batches and (val_only or (not resumed and t.val_before_train)):
-                val_timings: dict[str, float] = {}
-                with timed("testing", val_timings):
-                    val = self.validate()
-                self.tracker.log({**val, **val_timings}, step=self.global_step)
-                if val_only:
-                    return val
-            if self._is_last():
-                logger.info("already at step %d of %d: nothing to train", self.global_step, self.total_steps)
-                return last
-            bar = tqdm(total=self.total_steps, initial=self.global_step, desc="rl steps", unit="step",
-                       dynamic_ncols=True)
-            done = False
-            steps_per_epoch = max(len(self.train_loader), 1)
-            while not done:  # the loader's sampler moves on to the next epoch by itself
-                for batch in self.train_loader:
-                    self.global_step += 1
-                    self.epoch = (self.global_step - 1) // steps_per_epoch
-                    metrics = self.train_step(batch)
-                    metrics["training/global_step"] = self.global_step
-                    metrics["training/epoch"] = self.epoch
-                    last_step = self._is_last()
-                    if self.val_batches and ((test_freq > 0 and self.global_step % test_freq == 0) or last_step):
-                        timings: dict[str, float] = {}
-                        with timed("testing", timings):
-                            metrics.update(self.validate())
-                        metrics.update(timings)
-                    if (save_freq > 0 and self.global_step % save_freq == 0) or (last_step and save_freq > 0):
-                        timings = {}
-                        with timed("save_checkpoint", timings):
-                            self.save_checkpoint(metrics)
-                        metrics.update(timings)
-                    self.tracker.log(metrics, step=self.global_step)
-                    bar.update(1)
-                    last = metrics
-                    if last_step:
-                        done = True
-                        break
-            bar.close()
-            logger.info("training finished at step %d", self.global_step)
-            return last
-        finally:
-            if self.groups is not None:
-                self.groups.shutdown()
-            if self.tracker is not None:
-                self.tracker.finish()
+    # ------------------------------------------------------------------ around the loop
+    def _before_steps(self, resumed: bool) -> dict[str, Any] | None:
+        """Validate before the first step of a fresh run (and stop there with ``trainer.val_only``)."""
+        t = self.spec.trainer
+        if self.val_batches and (t.val_only or (not resumed and t.val_before_train)):
+            val_timings: dict[str, float] = {}
+            with timed("testing", val_timings):
+                val = self.validate()
+            self.tracker.log({**val, **val_timings}, step=self.global_step)
+            if t.val_only:
+                return val
+        return None
 
 
 def rl_data_config(data: DataSpec) -> RLDataConfig:

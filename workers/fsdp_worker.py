@@ -3,10 +3,11 @@
 One instance per device, built from a :class:`relift.spec.PolicyWorkerSpec` (the RL and offline
 trainers and the generation entry point each derive one from their run spec). The role string picks
 what it holds (verl's names): ``actor``, ``rollout``, ``ref``, ``actor_rollout``,
-``actor_rollout_ref``, and ``actor_ref`` (offline DPO: a reference without a rollout engine). The jobs live beside it: model building and sharding
-(:mod:`workers.fsdp_model`), checkpoint files (:mod:`workers.fsdp_checkpoint`), the generation
-engine and weight sync (:mod:`workers.rollout_engine`), the data-parallel actor rules
-(:mod:`workers.fsdp_actor`). This file holds the worker's public methods.
+``actor_rollout_ref``, and ``actor_ref`` (offline DPO: a reference without a rollout engine). The
+jobs live beside it: model building and sharding (:mod:`workers.fsdp_model`), checkpoint files
+(:mod:`workers.fsdp_checkpoint`), the generation engine and weight sync
+(:mod:`workers.rollout_engine`), the data-parallel actor rules (:mod:`workers.fsdp_actor`). This
+file holds the worker's public methods.
 
 Decisions worth knowing:
 
@@ -67,7 +68,8 @@ def actor_config(spec: PolicyWorkerSpec, *, ref: bool = False) -> ActorConfig:
         ppo_epochs=a.ppo_epochs, shuffle=a.shuffle, seed=spec.seed, loss_scale_factor=a.loss_scale_factor,
         grad_clip=a.grad_clip, logits_chunk_size=a.logits_chunk_size,
         log_prob_micro_batch_size_per_gpu=log_prob.micro_batch_size_per_gpu,
-        log_prob_use_dynamic_bsz=log_prob.use_dynamic_bsz, log_prob_max_token_len_per_gpu=log_prob.max_token_len_per_gpu)
+        log_prob_use_dynamic_bsz=log_prob.use_dynamic_bsz,
+        log_prob_max_token_len_per_gpu=log_prob.max_token_len_per_gpu)
     if not ref:
         values["ppo_mini_batch_size"] = a.sequences_per_mini_batch_per_worker
     loss = a.policy_loss

@@ -7,7 +7,6 @@ Controllers carry state across steps, so they expose ``state_dict``/``load_state
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Mapping
 from typing import Any
 

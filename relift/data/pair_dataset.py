@@ -21,8 +21,14 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from relift.data.common import (build_completion_sequence, config_from_mapping, encode, open_completion_table,
-                                select_within_limit, token_lengths)
+from relift.data.common import (
+    build_completion_sequence,
+    config_from_mapping,
+    encode,
+    open_completion_table,
+    select_within_limit,
+    token_lengths,
+)
 from relift.data.io import ParquetTable, as_text
 from relift.data.sft_dataset import prompt_text
 
@@ -52,7 +58,8 @@ class PairDataset(Dataset):
                  config: Any = None, **overrides: Any) -> None:
         self.config = cfg = config_from_mapping(PairDataConfig, config, **overrides)
         self.table: ParquetTable = open_completion_table(data_files, tokenizer, cfg.max_length, cfg.truncation,
-                                                         [cfg.prompt_key, cfg.chosen_key, cfg.rejected_key], "preference-pair dataset")
+                                                         [cfg.prompt_key, cfg.chosen_key, cfg.rejected_key],
+                                                         "preference-pair dataset")
         self.tokenizer = tokenizer
         self.pad_id = int(tokenizer.pad_token_id)
         self.eos_id = int(tokenizer.eos_token_id)

@@ -28,8 +28,17 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from relift.data.common import (check_truncation, config_from_mapping, encode, pad_1d, position_ids_from_mask,
-                                render_prompt, select_within_limit, token_lengths, truncate)
+from relift.data.common import (
+    check_truncation,
+    config_from_mapping,
+    encode,
+    pad_1d,
+    position_ids_from_mask,
+    render_prompt,
+    select_within_limit,
+    token_lengths,
+    truncate,
+)
 from relift.data.io import ParquetTable, as_dict, as_messages, as_text, read_parquet_files
 
 __all__ = ["RLDataConfig", "RLDataset"]

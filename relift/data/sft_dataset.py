@@ -22,8 +22,15 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from relift.data.common import (build_completion_sequence, config_from_mapping, encode, open_completion_table,
-                                render_prompt, select_within_limit, token_lengths)
+from relift.data.common import (
+    build_completion_sequence,
+    config_from_mapping,
+    encode,
+    open_completion_table,
+    render_prompt,
+    select_within_limit,
+    token_lengths,
+)
 from relift.data.io import ParquetTable, as_messages, as_text, to_python
 
 __all__ = ["SFTDataConfig", "SFTDataset", "prompt_messages"]

@@ -52,7 +52,8 @@ def summarize_samples(records: Iterable[Mapping[str, Any]], ks: Sequence[int] | 
         missing = [key for key in _REQUIRED if key not in rec]
         if missing:
             raise KeyError(f"record {i} lacks {', '.join(missing)} (has {', '.join(map(str, rec))})")
-        corrects, preds = grouped.setdefault(str(rec["data_source"]), {}).setdefault(_hashable(rec["prompt_id"]), ([], []))
+        by_prompt = grouped.setdefault(str(rec["data_source"]), {})
+        corrects, preds = by_prompt.setdefault(_hashable(rec["prompt_id"]), ([], []))
         corrects.append(float(rec["correct"]))
         preds.append(rec.get("pred"))
     if ks is not None and any(int(k) < 1 for k in ks):

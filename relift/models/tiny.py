@@ -6,7 +6,8 @@ random (seeded). The result is an ordinary HF checkpoint folder, so every code p
 
 Tokenizer: a byte-level ``Qwen2Tokenizer`` with no merges, so every UTF-8 byte is one token
 (token id == byte value, ids 0..255), text round-trips exactly (up to NFC normalisation), and every
-digit is its own token (handy for arithmetic toy tasks). Then come Qwen-style special tokens ``<|endoftext|>`` (pad, bos), ``<|im_start|>``,
+digit is its own token (handy for arithmetic toy tasks). Then come Qwen-style special tokens
+``<|endoftext|>`` (pad, bos), ``<|im_start|>``,
 ``<|im_end|>`` (eos) and the reasoning tags ``<think>``, ``</think>``, ``<answer>``, ``</answer>``
 as single, non-special tokens (so ``decode(..., skip_special_tokens=True)`` keeps them for the
 reward functions). The chat template is ChatML without a default system prompt.

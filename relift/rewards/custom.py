@@ -14,7 +14,7 @@ import hashlib
 import importlib.util
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["load_custom_reward_fn", "CUSTOM_MODULE_PREFIX"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["evaluate", "solve", "random_statement", "generate_puzzle", "render_statement",
            "to_logic_rl_row", "NAMES"]

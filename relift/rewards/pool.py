@@ -38,9 +38,10 @@ import time
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from relift.rewards import registry
 from relift.rewards.custom import CUSTOM_MODULE_PREFIX, load_custom_reward_fn
@@ -299,7 +300,7 @@ class RewardPool:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def __enter__(self) -> "RewardPool":
+    def __enter__(self) -> RewardPool:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from relift.rewards import kk as _kk
-from relift.rewards.custom import load_custom_reward_fn  # noqa: F401  (re-exported)
 from relift.rewards import math as _math
+from relift.rewards.custom import load_custom_reward_fn  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,12 @@ from relift.single_controller.decorator import Dispatch, Execute, register
 from relift.single_controller.errors import ResourceRequestError, WorkerGroupError
 from relift.single_controller.inprocess import InProcessWorkerGroup
 from relift.single_controller.worker import Worker
-from relift.single_controller.worker_group import (ClassWithInitArgs, RayClassWithInitArgs, WorkerGroup,
-                                                   WorkerGroupFuture)
+from relift.single_controller.worker_group import (
+    ClassWithInitArgs,
+    RayClassWithInitArgs,
+    WorkerGroup,
+    WorkerGroupFuture,
+)
 
 _LAZY = {
     "RayResourcePool": "relift.single_controller.resource_pool",

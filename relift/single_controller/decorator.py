@@ -9,9 +9,10 @@ choice on the function; the worker group reads it when it builds its methods.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from relift.protocol import DataProto, DataProtoFuture
 

@@ -16,8 +16,9 @@ import datetime
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from relift.protocol import DataProtoFuture
-from relift.single_controller.decorator import (Dispatch, Execute, MethodSpec, collect_results, dispatch_call,
-                                                get_registered_methods)
+from relift.single_controller.decorator import (
+    Dispatch,
+    Execute,
+    MethodSpec,
+    collect_results,
+    dispatch_call,
+    get_registered_methods,
+)
 from relift.single_controller.worker import Worker
 
 logger = logging.getLogger(__name__)

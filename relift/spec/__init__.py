@@ -11,8 +11,8 @@ from relift.spec.run import (
     SPEC_FILE,
     OfflineBatchPlan,
     OfflineRunSpec,
-    RLBatchPlan,
     PolicyWorkerSpec,
+    RLBatchPlan,
     RLRunSpec,
     load_spec_json,
     save_spec_json,
@@ -43,8 +43,9 @@ from relift.spec.sections import (
 )
 
 __all__ = [
-    "SPEC_FILE", "ActorSpec", "MicroBatching", "OfflineBatchPlan", "RLBatchPlan", "AlgorithmSpec", "CheckpointSpec", "CustomRewardSpec", "DataSpec", "FSDPSpec", "KLControlSpec", "LossSpec",
-    "ModelSpec", "OfflineDataSpec", "OfflineRunSpec", "OptimSpec", "PolicyLossSpec", "PolicyWorkerSpec",
-    "RLRunSpec", "RayInitSpec", "RefSpec", "ReliftSpec", "RewardSpec", "RolloutSpec", "SamplingSpec",
-    "TrainerSpec", "WorldSpec", "load_spec_json", "save_spec_json", "spec_to_dict",
+    "SPEC_FILE", "ActorSpec", "MicroBatching", "OfflineBatchPlan", "RLBatchPlan", "AlgorithmSpec", "CheckpointSpec",
+    "CustomRewardSpec", "DataSpec", "FSDPSpec", "KLControlSpec", "LossSpec", "ModelSpec", "OfflineDataSpec",
+    "OfflineRunSpec", "OptimSpec", "PolicyLossSpec", "PolicyWorkerSpec", "RLRunSpec", "RayInitSpec", "RefSpec",
+    "ReliftSpec", "RewardSpec", "RolloutSpec", "SamplingSpec", "TrainerSpec", "WorldSpec", "load_spec_json",
+    "save_spec_json", "spec_to_dict",
 ]

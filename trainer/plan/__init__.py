@@ -33,7 +33,8 @@ from trainer.plan.rl import build_policy_worker_spec, build_rl_plan
 from trainer.plan.table import render_plan, render_spec
 
 __all__ = [
-    "CONFIG_DIR", "KNOWN_ADV_ESTIMATORS", "ConfigChecker", "PlanError", "build_offline_plan", "build_policy_worker_spec",
+    "CONFIG_DIR", "KNOWN_ADV_ESTIMATORS", "ConfigChecker", "PlanError", "build_offline_plan",
+    "build_policy_worker_spec",
     "build_rl_plan", "check_custom_reward", "check_devices_available", "check_files", "check_model_path",
     "compose_config", "count_parquet_rows", "max_positions", "render_plan", "render_spec",
 ]

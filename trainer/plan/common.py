@@ -23,7 +23,7 @@ from relift.spec.sections import (
 )
 from trainer.plan.checker import ConfigChecker, check_model_path
 
-__all__ = ["world_text", "check_world", "check_devices_available", "check_trainer", "check_optim",
+__all__ = ["world_text", "per_worker", "check_world", "check_devices_available", "check_trainer", "check_optim",
            "check_model", "check_fsdp", "check_checkpoint", "check_ray_init", "check_micro_batching",
            "resolve_mixed_precision", "dataset_steps"]
 
@@ -41,6 +41,17 @@ def world_text(world: WorldSpec) -> str:
     """How error messages name the world size."""
     size = world.size if world.nnodes and world.n_gpus_per_node else None
     return f"world size {size} (trainer.nnodes {world.nnodes} x trainer.n_gpus_per_node {world.n_gpus_per_node})"
+
+
+def per_worker(c: ConfigChecker, total: int | None, total_text: str, world: WorldSpec) -> int | None:
+    """``total`` split over the workers; a problem showing the arithmetic when it does not divide."""
+    W = world.size if world.nnodes and world.n_gpus_per_node else None
+    if not (total and W):
+        return None
+    if total % W:
+        c.fail(f"{total_text} must divide by {world_text(world)}: {total} / {W} = {total / W:.4g}")
+        return None
+    return total // W
 
 
 def check_devices_available(c: ConfigChecker, rollout_name: str | None = None) -> tuple[str, bool]:

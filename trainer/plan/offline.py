@@ -21,7 +21,7 @@ from trainer.plan.common import (
     check_trainer,
     check_world,
     dataset_steps,
-    world_text,
+    per_worker,
 )
 
 __all__ = ["build_offline_plan", "OFFLINE_LOSSES"]
@@ -66,13 +66,9 @@ def _check_loss(c: ConfigChecker, kind: str | None) -> LossSpec:
 
 def _examples_per_worker(c: ConfigChecker, world: WorldSpec, B: int | None, micro: int | None
                          ) -> tuple[int | None, int | None]:
-    W = world.size if world.nnodes and world.n_gpus_per_node else None
-    per_w = micro_batches = None
-    if B and W:
-        if B % W:
-            c.fail(f"data.train_batch_size ({B}) must divide by {world_text(world)}: {B} / {W} = {B / W:.4g}")
-        else:
-            per_w = B // W
+    per_w = per_worker(c, B, f"data.train_batch_size ({B})", world)
+    micro_batches = None
+    W = world.size if per_w else None
     if per_w and micro:
         if per_w % micro:
             c.fail(f"examples per worker {per_w} (= data.train_batch_size {B} / world size {W}) must divide by "
@@ -108,7 +104,8 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflineRunSp
         shuffle=False, train_micro=micro, log_prob_micro=micro, policy_loss=None, loss_scale_factor=None,
         grad_clip=c.float("optim.grad_clip", min_value=0.0, strict_min=True, allow_none=True),
         logits_chunk_size=c.int("model.logits_chunk_size", min_value=1), optim=check_optim(c, "optim", total),
-        fsdp=check_fsdp(c, "model.fsdp_config", world), checkpoint=CheckpointSpec(save_contents=_FULL_CHECKPOINT, load_contents=_FULL_CHECKPOINT))
+        fsdp=check_fsdp(c, "model.fsdp_config", world),
+        checkpoint=CheckpointSpec(save_contents=_FULL_CHECKPOINT, load_contents=_FULL_CHECKPOINT))
     uses_ref = loss.type == "dpo"
     ref_path = c.raw("ref.model_path")
     if uses_ref and ref_path is not None:

@@ -27,8 +27,8 @@ from trainer.plan.common import (
     world_text,
 )
 from trainer.plan.rl_sections import (
-    A,
     RO,
+    A,
     check_actor,
     check_algorithm,
     check_ref,

@@ -28,7 +28,14 @@ from trainer.plan.checker import (
     known_adv_estimators,
     loss_agg_modes,
 )
-from trainer.plan.common import check_checkpoint, check_fsdp, check_micro_batching, check_optim, world_text
+from trainer.plan.common import (
+    check_checkpoint,
+    check_fsdp,
+    check_micro_batching,
+    check_optim,
+    per_worker,
+    world_text,
+)
 
 __all__ = ["A", "RO", "check_sampling", "check_rollout", "check_actor", "check_ref", "check_reward",
            "check_algorithm", "check_relift"]
@@ -196,12 +203,7 @@ def check_relift(c: ConfigChecker, world: WorldSpec, P: int | None) -> ReliftSpe
     if enabled:
         if not c.raw("data.target_key"):
             c.fail("relift.enable=true needs demonstrations: data.target_key must name the target column")
-        if sft_bs and W:
-            if sft_bs % W:
-                c.fail(f"relift.sft_batch_size ({sft_bs}) must divide by {world_text(world)}: "
-                       f"{sft_bs} / {W} = {sft_bs / W:.4g}")
-            else:
-                per_w = sft_bs // W
+        per_w = per_worker(c, sft_bs, f"relift.sft_batch_size ({sft_bs})", world)
         if per_w and not micro.use_dynamic_bsz and micro.micro_batch_size_per_gpu \
                 and per_w % micro.micro_batch_size_per_gpu:
             sm = micro.micro_batch_size_per_gpu

@@ -40,7 +40,8 @@ def _schedule_rows(spec: RLRunSpec | OfflineRunSpec, unit_batch: int) -> list[Ro
         ("learning rate", f"{optim.lr:g}", f"{optim.lr_scheduler_type}, warmup {warm} steps"),
         ("train rows", b.dataset_rows, "data.train_files"),
         ("steps per epoch", b.steps_per_epoch,
-         f"= {b.dataset_rows} // {unit_batch}" if b.steps_per_epoch is not None else "unknown until the data is loaded"),
+         f"= {b.dataset_rows} // {unit_batch}" if b.steps_per_epoch is not None
+         else "unknown until the data is loaded"),
         ("total training steps", t.total_training_steps,
          f"trainer.total_epochs {t.total_epochs}" if t.total_training_steps is not None
          else "derived from the data at start"),
