@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# README command 2: set up the environment, then run the whole test suite (CPU; gpu tests skip).
+# README command 2: set up the environment, lint (ruff), then run the whole test suite (CPU; gpu tests skip).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k protocol`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$(bash "$repo/scripts/setup_env.sh" | tail -n 1)"
 cd "$repo"
+# the lint rules are in pyproject.toml ([tool.ruff]); a finding fails the run like a failing test
+"$python" -m ruff check "$repo"
 set +e
 "$python" -m pytest "$@"
 rc=$?
