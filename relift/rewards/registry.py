@@ -61,8 +61,9 @@ DEFAULT_MATH_SOURCES: tuple[str, ...] = (
     # DeepScaleR / evaluation suites
     "deepscaler", "agentica-org/DeepScaleR-Preview-Dataset", "aime24", "aime2024", "aime2025",
     "amc23", "olympiadbench", "minerva_math", "AI-MO/NuminaMath-CoT", "numina_math",
-    # relift's own toy task (dataset/toy_arithmetic.py, the CPU quickstart): integer answers in \boxed{}
-    "toy_arithmetic",
+    # relift's own toy task (dataset/toy_arithmetic.py, the CPU quickstart): integer answers in \boxed{};
+    # toy_arithmetic_hard: its held-out hard level in the ReLIFT-vs-GRPO toy (dataset/relift_toy.py)
+    "toy_arithmetic", "toy_arithmetic_hard",
 )
 # NuminaMath sub-sources as DeepScaleR/PRIME name them (numina_amc_aime, numina_olympiads, ...)
 DEFAULT_MATH_PATTERNS: tuple[str, ...] = ("numina_*", "aime*", "amc*")
