@@ -184,3 +184,30 @@ def test_from_config():
                                      "buffer_order": "lifo"})
     assert (buf.max_acc, buf.sft_batch_size, buf.buffer_size, buf.buffer_order) == (0.25, 8, None, "lifo")
     assert HardestBuffer.from_config({}).buffer_order == "fifo"
+
+
+def test_rows_from_a_scored_dataproto_to_sft_items():
+    from relift.algorithms.hardest_buffer import rows_from_batch
+    from relift.protocol import DataProto
+
+    msgs = np.empty(4, dtype=object)
+    for i, q in enumerate(["a", "a", "b", "b"]):
+        msgs[i] = [{"role": "user", "content": q}]
+    batch = DataProto.from_dict(
+        tensors={"responses": torch.zeros(4, 2, dtype=torch.long)},
+        non_tensors={"uid": np.array(["u1", "u1", "u2", "u2"], dtype=object),
+                     "acc": np.array([0.0, 0.0, 1.0, 0.0], dtype=object),
+                     "target": np.array(["demo a", "demo a", None, None], dtype=object),
+                     "raw_prompt": msgs, "index": np.array([7, 7, 9, 9], dtype=object)})
+    buf = HardestBuffer(sft_batch_size=1)
+    buf.add_batch(*rows_from_batch(batch), step=3)
+    (item,) = buf.items()
+    assert (item.uid, item.demonstration, item.step) == ("u1", "demo a", 3)
+    assert item.payload == {"raw_prompt": [{"role": "user", "content": "a"}], "index": 7}
+    no_target = DataProto.from_dict(tensors={"responses": torch.zeros(2, 2, dtype=torch.long)},
+                                    non_tensors={"uid": np.array(["x", "x"], dtype=object),
+                                                 "acc": np.array([0.0, 0.0], dtype=object)})
+    stats = buf.add_batch(*rows_from_batch(no_target))
+    assert stats.skipped_no_demo == 1 and stats.added == 0
+    with pytest.raises(KeyError, match="'acc'"):
+        rows_from_batch(DataProto.from_dict(non_tensors={"uid": np.array(["x"], dtype=object)}))

@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUFFER_ORDERS", "BufferItem", "StepStats", "HardestBuffer", "group_accuracy", "solve_fractions"]
+__all__ = ["BUFFER_ORDERS", "BufferItem", "StepStats", "HardestBuffer", "group_accuracy", "rows_from_batch",
+           "solve_fractions"]
 
 BUFFER_ORDERS = ("fifo", "lifo")
 _STATE_VERSION = 1
@@ -137,6 +138,28 @@ def solve_fractions(uids: Sequence[Any], accs: Sequence[Any]) -> dict[str, float
     all_ = sum(m >= 1.0 for m, _ in groups.values())
     return {"batch/solve_none": none / n, "batch/solve_all": all_ / n,
             "batch/solve_partial": (len(groups) - none - all_) / n}
+
+
+def rows_from_batch(batch: Any, uid_key: str = "uid", acc_key: str = "acc", target_key: str = "target",
+                    payload_keys: Sequence[str] = ("raw_prompt", "index")
+                    ) -> tuple[list[Any], list[Any], list[Any], list[dict[str, Any]]]:
+    """``(uids, accs, demonstrations, payloads)`` for :meth:`HardestBuffer.add_batch` from a scored
+    batch's ``non_tensor_batch`` (a DataProto or anything with that attribute; see docs/data_keys.md).
+
+    ``uid``/``acc`` are required (KeyError naming what exists); a missing ``target`` column gives
+    None demonstrations (every hardest prompt is then counted as skipped); each payload holds the
+    ``payload_keys`` the batch has (by default the prompt messages the policy saw and the row index).
+    """
+    nt = getattr(batch, "non_tensor_batch", batch)
+    for key in (uid_key, acc_key):
+        if key not in nt:
+            raise KeyError(f"the batch has no non-tensor {key!r} (it has {sorted(nt)}); the ReLIFT hook needs the "
+                           "per-prompt uid and the scorer's per-sample acc")
+    n = len(nt[uid_key])
+    demos = list(nt[target_key]) if target_key in nt else [None] * n
+    present = [k for k in payload_keys if k in nt]
+    payloads = [{k: nt[k][i] for k in present} for i in range(n)]
+    return list(nt[uid_key]), list(nt[acc_key]), demos, payloads
 
 
 class HardestBuffer:
