@@ -156,8 +156,11 @@ def test_target_is_tokenised_right_padded_with_eos(tmp_path, valid_df, tok):
     want = [259] + list(b"2+2") + [260, 261] + list(b"4") + [262, eos]  # byte ids + tag tokens + EOS
     assert a["tgt_input_ids"].tolist() == want + [pad] * (32 - len(want))
     assert a["tgt_attention_mask"].tolist() == [1] * len(want) + [0] * (32 - len(want))
+    assert a["target"] == "<think>2+2</think><answer>4</answer>"  # the text, for ReLIFT's buffer
     b = ds[1]
     assert b["tgt_attention_mask"].sum() == 0 and (b["tgt_input_ids"] == pad).all()
+    assert b["target"] is None
+    assert ds[2]["target"] == "x" * 100  # untruncated
     c = ds[2]  # 100 tokens + EOS cut on the right: no EOS
     assert c["tgt_input_ids"].tolist() == [ord("x")] * 32 and c["tgt_attention_mask"].all()
 

@@ -223,6 +223,32 @@ def test_sft_step_does_not_advance_the_rl_schedule(local_group):
     assert worker.lr_scheduler.last_epoch == epoch + 1 and local_group.get_lr() != lr_before
 
 
+def test_separate_sft_optimizer_state_survives_a_checkpoint(tiny_model, tmp_path):
+    """relift.sft_optimizer=separate: its AdamW moments are saved and restored (ReLIFT's public code lost them)."""
+    from trainer.plan import build_policy_worker_spec
+
+    cfg = make_config(tiny_model)
+    cfg.trainer.device = "cpu"
+    cfg.relift.sft_optimizer = "separate"
+    group = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, build_policy_worker_spec(cfg, 10),
+                                                      "actor"))
+    try:
+        group.init_model()
+        worker = group.workers[0]
+        assert worker.sft_optimizer is not None and worker.sft_optimizer is not worker.optimizer
+        group.update_actor_sft(make_batch(1))
+        group.save_checkpoint(str(tmp_path / "actor"), global_step=1)
+        group.update_actor_sft(make_batch(2))
+        after_a = full_params(worker)
+        group.load_checkpoint(str(tmp_path / "actor"))
+        group.update_actor_sft(make_batch(2))
+        for k, v in full_params(worker).items():  # a fresh SFT AdamW would take a different second step
+            assert torch.equal(v, after_a[k]), k
+        assert worker.sft_optimizer.state and not worker.optimizer.state  # the RL AdamW never stepped
+    finally:
+        group.shutdown()
+
+
 def test_checkpoint_round_trip_is_bit_exact(local_group, tmp_path):
     worker = local_group.workers[0]
     data = make_batch(5)
@@ -395,6 +421,40 @@ def test_world_size_two_matches_one(ray_local, tiny_model, tmp_path, local_group
     finally:
         group.shutdown(release_resources=True)
         ref_group.shutdown()
+
+
+@pytest.mark.ray
+def test_relift_sft_step_on_two_workers_matches_one(ray_local, tiny_model):
+    """ReLIFT's fine-tuning step split over 2 ranks moves the weights exactly as one process does.
+
+    Each rank gets half the demonstrations with uneven token counts (3 and 9 of 25); a 1/world_size
+    factor or a mean of per-rank token-means (the public code's accumulation error) would not match.
+    Both groups start fresh, so no earlier Adam state amplifies rounding differences.
+    """
+    import ray
+
+    from relift.single_controller import RayResourcePool, RayWorkerGroup
+
+    data, demos = make_batch(8), make_batch(11)
+    one = InProcessWorkerGroup(RayClassWithInitArgs(ActorRolloutRefWorker, make_spec(tiny_model), "actor"))
+    pool = RayResourcePool([2], use_gpu=False)
+    two = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), make_spec(tiny_model, world=2),
+                                                    "actor"))
+    try:
+        results = []
+        for group in (one, two):
+            group.init_model()
+            before = group.compute_log_prob(data).batch["old_log_probs"]
+            metrics = group.update_actor_sft(demos).meta_info["metrics"]
+            results.append((before, group.compute_log_prob(data).batch["old_log_probs"], metrics))
+        (b1, a1, m1), (b2, a2, m2) = results
+        assert torch.equal(b1, b2) and (a1 - b1).abs().max() > 1e-3  # same start, and the step moved the policy
+        torch.testing.assert_close(a2, a1, atol=1e-6, rtol=1e-6)
+        assert m2["sft/grad_norm"] == pytest.approx(m1["sft/grad_norm"], rel=1e-6)
+        assert m2["sft/loss"] == pytest.approx(m1["sft/loss"], rel=1e-6)
+    finally:
+        two.shutdown(release_resources=True)
+        one.shutdown()
 
 
 # ---------------------------------------------------------------------------- CUDA (skipped without a GPU)

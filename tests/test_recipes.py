@@ -118,3 +118,99 @@ def test_on_nodes_needs_a_recipe(data):
                          env={**os.environ, "PYTHON": sys.executable}, cwd=data["home"],
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and "usage: bash examples/common/on_nodes.sh" in res.stderr
+
+
+# ------------------------------------------------------------------ ReLIFT recipes (train.sh) vs RL only (train_rl.sh)
+RECIPE_DIRS = ("math-1.5b", "math-7b", "7b")
+
+
+def run_sh(script: str, data: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Like run_recipe, through `sh` (dash here) from an unrelated directory."""
+    full_env = {**os.environ, "PYTHON": sys.executable, "TRAIN_FILES": data["train"], "VAL_FILES": data["val"], **env}
+    full_env.pop("RAY_ADDRESS", None)
+    return subprocess.run(["sh", str(REPO / "examples" / script), *args], env=full_env, cwd=data["home"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def composed(script: str, data: dict[str, str], **env: str) -> dict:
+    """The Hydra config a recipe composes (`--cfg job`), as a dict."""
+    from omegaconf import OmegaConf
+
+    res = run_sh(script, data, "--cfg", "job", **env)
+    assert res.returncode == 0, (script, res.stderr)
+    return OmegaConf.to_container(OmegaConf.create(res.stdout), resolve=False)
+
+
+@pytest.mark.parametrize("recipe", RECIPE_DIRS)
+def test_relift_recipe_plans_with_sh(recipe, data):
+    env = {"MODEL_PATH": data["math_model"]} if recipe.startswith("math-") else {}
+    res = run_sh(f"{recipe}/train.sh", data, *DRY, **env)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert plan_value(out, "relift sft batch") == "128"
+    assert plan_value(out, "total training steps") == "6"         # 3 epochs x 300 // 128
+    assert "relift/rewards/math_v3.py:compute_score" in out        # ReLIFT's reward v3 for every source
+    assert f"checkpoints/relift/relift-{recipe}" in out
+    rl = run_sh(f"{recipe}/train_rl.sh", data, *DRY, **env)
+    assert rl.returncode == 0, rl.stderr
+    assert "relift sft batch" not in rl.stdout and f"checkpoints/relift/rl-{recipe}" in rl.stdout
+    assert plan_value(rl.stdout, "sequences per step") == "1024"
+
+
+@pytest.mark.parametrize("recipe", RECIPE_DIRS)
+def test_relift_and_rl_only_differ_only_in_the_hook(recipe, data):
+    relift, rl = composed(f"{recipe}/train.sh", data), composed(f"{recipe}/train_rl.sh", data)
+    assert relift["relift"]["enable"] is True and rl["relift"]["enable"] is False
+    for cfg in (relift, rl):
+        cfg.pop("relift")
+        cfg["trainer"].pop("experiment_name")
+        cfg["trainer"].pop("default_local_dir")
+    assert relift == rl
+
+
+def test_relift_recipe_settings_are_the_papers(data):
+    cfg = composed("math-7b/train.sh", data)
+    actor, rollout = cfg["actor_rollout_ref"]["actor"], cfg["actor_rollout_ref"]["rollout"]
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "RoadQAQ/Qwen2.5-Math-7B-16k-think"
+    assert cfg["data"]["train_batch_size"] == 128 and rollout["n"] == 8 and rollout["temperature"] == 1.0
+    assert cfg["data"]["max_response_length"] == 8192 and cfg["data"]["max_target_length"] == 8192
+    assert actor["use_kl_loss"] is False and cfg["algorithm"]["use_kl_in_reward"] is False
+    assert cfg["algorithm"]["norm_adv_by_std_in_grpo"] is False           # Dr.GRPO
+    assert actor["loss_remove_clip"] is True and actor["loss_agg_mode"] == "seq-mean-token-sum-norm"
+    assert actor["entropy_coeff"] == 0.001 and actor["optim"]["lr"] == 1e-6 and actor["grad_clip"] == 0.7
+    assert actor["optim"]["lr_scheduler_type"] == "constant" and actor["optim"]["weight_decay"] == 0.01
+    assert cfg["trainer"]["total_epochs"] == 3
+    assert rollout["val_kwargs"] == {**rollout["val_kwargs"], "n": 1, "temperature": 0.6, "top_p": 1.0,
+                                     "do_sample": True}
+    assert cfg["relift"] == {**cfg["relift"], "enable": True, "max_acc": 0.0, "sft_batch_size": 128,
+                             "entropy_coeff": 0.001, "loss_agg_mode": "token-mean", "lr": 1e-6,
+                             "sft_optimizer": "separate", "buffer_order": "fifo"}
+    assert cfg["reward"]["custom_reward_function"]["path"].endswith("relift/rewards/math_v3.py")
+    assert composed("7b/train.sh", data)["actor_rollout_ref"]["model"]["path"] == "RoadQAQ/Qwen2.5-7B-think"
+    assert composed("math-1.5b/train.sh", data)["actor_rollout_ref"]["model"]["path"] == \
+        "RoadQAQ/Qwen2.5-Math-1.5B-16k-think"
+
+
+def test_rl_only_two_node_recipes_and_help(data):
+    for script in ("math-1.5b/train_rl_2nodes.sh", "math-7b/train_rl_2nodes.sh", "7b/train_rl_2nodes.sh",
+                   "7b/train_2nodes.sh"):
+        res = run_sh(script, data, *DRY)
+        assert res.returncode == 0, (script, res.stderr)
+        assert plan_value(res.stdout, "world size") == "16"
+        assert ("relift sft batch" in res.stdout) == script.endswith("/train_2nodes.sh")
+    for script in ("7b/train.sh", "7b/train_rl.sh", "math-7b/train_2nodes.sh", "math-7b/train_rl_2nodes.sh"):
+        res = run_sh(script, data, "--help")
+        assert res.returncode == 0 and "relift RL plan" not in res.stdout
+        assert "sh examples/" in res.stdout and not res.stdout.startswith("#")
+
+
+def test_recipe_without_a_python_says_how_to_make_one(data, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "RELIFT_VENV", "RAY_ADDRESS")}
+    # a copy of the examples without a .venv beside them
+    import shutil
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    (tmp_path / "relift" / "rewards").mkdir(parents=True)
+    res = subprocess.run(["sh", str(tmp_path / "examples" / "7b" / "train.sh"), *DRY], env=env, cwd=data["home"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "bash scripts/setup_env.sh" in res.stderr

@@ -134,6 +134,10 @@ class RLTrainer(StepLoop):
                             f"got {type(spec).__name__}")
         super().__init__(spec)
         self.post_update_hooks: list[Hook] = list(post_update_hooks or [])
+        if spec.relift.enable and not any(getattr(h, "name", None) == "relift" for h in self.post_update_hooks):
+            from trainer.relift_hook import ReliftHook  # noqa: PLC0415
+
+            self.post_update_hooks.append(ReliftHook.from_spec(spec))
         self.reward_wg: Any = None
         self.last_val_metrics: dict[str, float] = {}
         self.n = spec.rollout.sampling.n
@@ -328,7 +332,4 @@ def rl_data_config(data: DataSpec) -> RLDataConfig:
 def run(spec: RLRunSpec) -> dict[str, Any]:
     """Entry point used by ``python -m trainer.main_rl``: build the trainer and fit."""
     logging.getLogger("relift").setLevel(logging.INFO)
-    if spec.relift.enable:
-        logger.warning("relift.enable=true: the ReLIFT hook is not wired into this trainer yet; "
-                       "running plain RL (register a post_update_hook to add it)")
     return RLTrainer(spec).fit()

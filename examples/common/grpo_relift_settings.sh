@@ -1,38 +1,77 @@
 #!/usr/bin/env bash
-# GRPO with vLLM rollouts on OpenR1-style math prompts, with ReLIFT's published RL settings
-# (arXiv 2506.07527; REFERENCE section 3), here without the ReLIFT fine-tuning hook: GRPO without std
-# normalisation (Dr.GRPO), no PPO clip, seq-mean-token-sum-norm loss, entropy bonus 0.001, no KL and
-# no reference model, lr 1e-6 constant, 128 prompts x 8 samples per step at temperature 1.0,
-# responses up to 8192 tokens, mini-batches of 64 prompts (two optimiser steps per RL step).
+# ReLIFT's published settings (arXiv 2506.07527; REFERENCE.md section 3), shared by the ReLIFT recipes
+# (examples/*/train.sh, RELIFT=1) and their RL-only baselines (examples/*/train_rl.sh, RELIFT=0), so the
+# two differ only in the fine-tuning hook.
 #
-# Not run directly: the recipes (math-1.5b/, math-7b/, 7b/) set the model-specific variables below
-# and call this script with their own Hydra overrides followed by the user's.
+# RL phase: on-policy GRPO without std normalisation (Dr.GRPO), no PPO clip (loss_remove_clip), the
+# seq-mean-token-sum-norm loss, entropy bonus 0.001, no KL and no reference model, lr 1e-6 constant,
+# 128 prompts x 8 samples per step at temperature 1.0, responses up to 8192 tokens, mini-batches of 64
+# prompts (two optimiser steps per RL step), 3 epochs; validation n=1 at temperature 0.6, top_p 1.0.
+# Reward: ReLIFT's reward_impl_version=3 (relift/rewards/math_v3.py: <think> and </think> required, the
+# answer graded between the first and the second </think>) for every data_source.
+# Gradient clipping 0.7: the value in the public ReLIFT scripts; we found no other value stated in the
+# paper (REFERENCE.md records the scripts' 0.7 only), so there is no paper/script disagreement to settle
+# here. Where they do disagree (none known for these keys), the paper wins.
 #
-# Environment (defaults in brackets): PYTHON [python3], MODEL_PATH (required), EXPERIMENT_NAME
-# (required), TRAIN_FILES [$HOME/data/openr1/train.parquet], VAL_FILES [$HOME/data/openr1/valid.parquet],
-# NNODES [1], N_GPUS_PER_NODE [8], TOTAL_EPOCHS [1], TOTAL_STEPS [derived from the data],
-# LOGGER [[console,jsonl]], PROJECT_NAME [relift], CKPT_DIR [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME],
-# ROLLOUT_TP [1] (vLLM tensor parallel), GPU_MEM_UTIL [0.6], ACTOR_TOKENS_PER_GPU [24576] (token
-# budget of one training forward), LOGPROB_TOKENS_PER_GPU [2 x ACTOR_TOKENS_PER_GPU].
-# Arguments are Hydra overrides; they come last, so they win.
+# ReLIFT hook (RELIFT=1): prompts that no rollout solved (relift.max_acc=0) enter a FIFO buffer with
+# their demonstration (the data's `target` column); every 128 of them get one fine-tuning step (token-mean
+# NLL - 0.001 x entropy) with its own AdamW at lr 1e-6 (relift.sft_optimizer=separate, as the paper: weight
+# decay 0.01 = actor_rollout_ref.actor.optim.weight_decay, no schedule; it doubles the optimiser memory).
+#
+# Not run directly: the recipes set the model-specific variables below and call this script with their
+# own Hydra overrides followed by the user's.
+#
+# Environment (defaults in brackets): PYTHON [$RELIFT_VENV/bin/python, else <repo>/.venv/bin/python],
+# MODEL_PATH (required), EXPERIMENT_NAME (required), RELIFT [1], TRAIN_FILES [$HOME/data/openr1/train.parquet],
+# VAL_FILES [$HOME/data/openr1/valid.parquet], NNODES [1], N_GPUS_PER_NODE [8], TOTAL_EPOCHS [3],
+# TOTAL_STEPS [derived from the data], LOGGER [[console,jsonl]], PROJECT_NAME [relift],
+# CKPT_DIR [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME], ROLLOUT_TP [1] (vLLM tensor parallel),
+# GPU_MEM_UTIL [0.6], ACTOR_TOKENS_PER_GPU [24576] (token budget of one training forward),
+# LOGPROB_TOKENS_PER_GPU [2 x ACTOR_TOKENS_PER_GPU]. Arguments are Hydra overrides; they come last, so they win.
+# Data: python -m dataset.prepare_relift --out $HOME/data/openr1/train.parquet (training set, with targets);
+# validation: ReLIFT's dataset/valid.parquet. Model: a "-think" checkpoint (python -m dataset.make_think_model).
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
 : "${MODEL_PATH:?set MODEL_PATH (a recipe does this)}"
 : "${EXPERIMENT_NAME:?set EXPERIMENT_NAME (a recipe does this)}"
-PYTHON="${PYTHON:-python3}"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -n "${RELIFT_VENV:-}" ] && [ -x "$RELIFT_VENV/bin/python" ]; then PYTHON="$RELIFT_VENV/bin/python"
+    elif [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"
+    else
+        echo "no python environment: set RELIFT_VENV, or create $repo/.venv with: bash scripts/setup_env.sh" >&2
+        exit 2
+    fi
+fi
 TRAIN_FILES="${TRAIN_FILES:-$HOME/data/openr1/train.parquet}"
 VAL_FILES="${VAL_FILES:-$HOME/data/openr1/valid.parquet}"
 PROJECT_NAME="${PROJECT_NAME:-relift}"
 CKPT_DIR="${CKPT_DIR:-checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}"
 ACTOR_TOKENS_PER_GPU="${ACTOR_TOKENS_PER_GPU:-24576}"
 
+hook=(relift.enable=false)
+if [ "${RELIFT:-1}" = "1" ]; then
+    hook=(
+        relift.enable=true
+        relift.max_acc=0.0
+        relift.sft_batch_size=128
+        relift.entropy_coeff=0.001
+        relift.loss_agg_mode=token-mean
+        relift.lr=1e-6
+        relift.sft_optimizer=separate
+        relift.buffer_order=fifo
+    )
+fi
+
 exec "$PYTHON" -m trainer.main_rl \
     data.train_files="$TRAIN_FILES" \
     data.val_files="$VAL_FILES" \
     data.max_prompt_length=1024 \
     data.max_response_length=8192 \
+    data.max_target_length=8192 \
+    data.target_key=target \
     data.train_batch_size=128 \
     data.truncation=filter \
     actor_rollout_ref.model.path="$MODEL_PATH" \
@@ -45,7 +84,9 @@ exec "$PYTHON" -m trainer.main_rl \
     actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm \
     actor_rollout_ref.actor.entropy_coeff=0.001 \
     actor_rollout_ref.actor.use_kl_loss=false \
+    actor_rollout_ref.actor.grad_clip=0.7 \
     actor_rollout_ref.actor.optim.lr=1e-6 \
+    actor_rollout_ref.actor.optim.weight_decay=0.01 \
     actor_rollout_ref.actor.optim.lr_scheduler_type=constant \
     actor_rollout_ref.actor.optim.lr_warmup_steps=0 \
     actor_rollout_ref.actor.fsdp_config.mixed_precision=bf16 \
@@ -64,13 +105,16 @@ exec "$PYTHON" -m trainer.main_rl \
     algorithm.adv_estimator=grpo \
     algorithm.norm_adv_by_std_in_grpo=false \
     algorithm.use_kl_in_reward=false \
+    reward.custom_reward_function.path="$repo/relift/rewards/math_v3.py" \
+    reward.custom_reward_function.name=compute_score \
+    "${hook[@]}" \
     trainer.project_name="$PROJECT_NAME" \
     trainer.experiment_name="$EXPERIMENT_NAME" \
     trainer.logger="${LOGGER:-[console,jsonl]}" \
     trainer.nnodes="${NNODES:-1}" \
     trainer.n_gpus_per_node="${N_GPUS_PER_NODE:-8}" \
     trainer.device=cuda \
-    trainer.total_epochs="${TOTAL_EPOCHS:-1}" \
+    trainer.total_epochs="${TOTAL_EPOCHS:-3}" \
     trainer.total_training_steps="${TOTAL_STEPS:-null}" \
     trainer.save_freq=50 \
     trainer.test_freq=10 \

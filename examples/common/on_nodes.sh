@@ -14,6 +14,7 @@
 # the arguments it skips the wait (no Ray). RAY_AUTH_MODE defaults to token, as in ray_start.sh: the
 # driver must use the cluster's auth mode. Same environment variables as the recipe (PYTHON,
 # MODEL_PATH, TRAIN_FILES, VAL_FILES, ...).
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 if [ $# -lt 1 ] || [ ! -f "$1" ]; then
     echo "usage: bash examples/common/on_nodes.sh <recipe/train.sh> [hydra overrides]" >&2

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# GRPO with ReLIFT's published RL settings (see ../common/grpo_relift_settings.sh) on Qwen/Qwen2.5-Math-7B,
-# one node of 8 GPUs, vLLM tensor parallel 2.
+# ReLIFT on RoadQAQ/Qwen2.5-Math-7B-16k-think with the paper's settings (../common/grpo_relift_settings.sh), one node of
+# 8 GPUs, vLLM tensor parallel 2. train_rl.sh beside this file is the RL-only baseline, everything else equal.
 #
-#   bash examples/math-7b/train.sh                          # train
-#   bash examples/math-7b/train.sh trainer.dry_run=true     # check the config, print the plan, stop
-#   bash examples/math-7b/train.sh trainer.dry_run=true trainer.check_devices=false   # ... on a CPU box
+#   sh examples/math-7b/train.sh                          # train
+#   sh examples/math-7b/train.sh trainer.dry_run=true     # check the config, print the plan, stop
+#   sh examples/math-7b/train.sh trainer.dry_run=true trainer.check_devices=false   # ... on a CPU box
 #
-# Environment: MODEL_PATH [Qwen/Qwen2.5-Math-7B], EXPERIMENT_NAME [grpo-math-7b], and the variables listed in
-# ../common/grpo_relift_settings.sh (PYTHON, TRAIN_FILES, VAL_FILES, NNODES, N_GPUS_PER_NODE, ...).
+# Model: the "-think" variant (chat template prefills <think>\n), from the hub or made locally:
+#   python -m dataset.make_think_model <Qwen/Qwen2.5-Math-7B folder> <out folder> --context-16k
+# Environment: MODEL_PATH [RoadQAQ/Qwen2.5-Math-7B-16k-think], EXPERIMENT_NAME [relift-math-7b], RELIFT [1; 0 = RL only],
+# and the variables listed in ../common/grpo_relift_settings.sh (PYTHON, TRAIN_FILES, VAL_FILES, NNODES, ...).
 # Extra arguments are Hydra overrides.
 #
-# Qwen2.5-Math models ship with a 4096-token context (rope_theta 10000); like LUFFY/ReLIFT we widen
-# it to 16384 positions with rope_theta 40000 through actor_rollout_ref.model.override_config.
+# Qwen2.5-Math ships with 4096 positions (rope_theta 10000); the -16k-think variant has LUFFY's 16384 /
+# 40000 in its config.json, and override_config sets the same values so a plain -think model works too.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}"
-export EXPERIMENT_NAME="${EXPERIMENT_NAME:-grpo-math-7b}"
+export MODEL_PATH="${MODEL_PATH:-RoadQAQ/Qwen2.5-Math-7B-16k-think}"
+export RELIFT="${RELIFT:-1}"
+export EXPERIMENT_NAME="${EXPERIMENT_NAME:-relift-math-7b}"
 export ROLLOUT_TP="${ROLLOUT_TP:-2}" GPU_MEM_UTIL="${GPU_MEM_UTIL:-0.5}" ACTOR_TOKENS_PER_GPU="${ACTOR_TOKENS_PER_GPU:-16384}"
 exec bash "$here/../common/grpo_relift_settings.sh" \
     ++actor_rollout_ref.model.override_config.max_position_embeddings=16384 \

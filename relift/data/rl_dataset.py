@@ -7,7 +7,8 @@ Row format (verl / ReLIFT): ``data_source: str``, ``prompt: [{"role", "content"}
 An item (see docs/data_keys.md) holds tensors ``input_ids``, ``attention_mask``, ``position_ids``
 (length ``max_prompt_length``, left-padded) and, when the target column exists, ``tgt_input_ids`` /
 ``tgt_attention_mask`` (the demonstration text + EOS, right-padded to ``max_target_length``; a row
-whose target is empty gets an all-zero mask); non-tensors ``data_source``, ``reward_model``,
+whose target is empty gets an all-zero mask) and the non-tensor ``target`` (the demonstration text,
+None when empty); non-tensors ``data_source``, ``reward_model``,
 ``extra_info``, ``raw_prompt`` (the messages) and ``index`` (``extra_info["index"]`` if present,
 else the row number).
 
@@ -195,6 +196,9 @@ class RLDataset(Dataset):
             tgt = truncate(tgt, self.max_target_length, "right")
             out["tgt_input_ids"], out["tgt_attention_mask"] = pad_1d(tgt, self.max_target_length, self.pad_id,
                                                                      "right")
+            # the demonstration text itself, untruncated (None: the row has none), for ReLIFT's buffer,
+            # which tokenises it after the prompt with the chat template (relift/data/demonstrations.py)
+            out["target"] = target
         out.update(item)
         return out
 

@@ -11,6 +11,7 @@ Default sources (see ``DEFAULT_MATH_SOURCES`` / ``DEFAULT_KK_SOURCES``):
     ``math500``, ``lighteval/MATH``, ``HuggingFaceH4/MATH-500``, ``openai/gsm8k``,
     ``deepscaler``, ``OpenR1-Math-220k``... and the patterns ``numina_*``, ``aime*``, ``amc*``.
   * knights and knaves (Logic-RL scale): ``kk_logic`` (the Logic-RL parquet's value) and aliases.
+  * ReLIFT's math reward v3 (``relift/rewards/math_v3.py``): ``relift_v3``, ``math_v3``.
 
 Add a source with the decorator, in a module that both the driver and the reward workers import
 (the reward pool ships a snapshot of this registry to its worker processes by reference)::
@@ -32,6 +33,7 @@ from typing import Any
 
 from relift.rewards import kk as _kk
 from relift.rewards import math as _math
+from relift.rewards import math_v3 as _math_v3
 from relift.rewards.custom import load_custom_reward_fn  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -60,8 +62,9 @@ DEFAULT_MATH_SOURCES: tuple[str, ...] = (
     # DeepScaleR / evaluation suites
     "deepscaler", "agentica-org/DeepScaleR-Preview-Dataset", "aime24", "aime2024", "aime2025",
     "amc23", "olympiadbench", "minerva_math", "AI-MO/NuminaMath-CoT", "numina_math",
-    # relift's own toy task (dataset/toy_arithmetic.py, the CPU quickstart): integer answers in \boxed{}
-    "toy_arithmetic",
+    # relift's own toy task (dataset/toy_arithmetic.py, the CPU quickstart): integer answers in \boxed{};
+    # toy_arithmetic_hard: its held-out hard level in the ReLIFT-vs-GRPO toy (dataset/relift_toy.py)
+    "toy_arithmetic", "toy_arithmetic_hard",
 )
 # NuminaMath sub-sources as DeepScaleR/PRIME name them (numina_amc_aime, numina_olympiads, ...)
 DEFAULT_MATH_PATTERNS: tuple[str, ...] = ("numina_*", "aime*", "amc*")
@@ -168,5 +171,13 @@ def _kk_scorer(solution_str: str, ground_truth: Any, extra_info: dict | None = N
     return _kk.compute_score_dict(solution_str, ground_truth, extra_info, **options)
 
 
+def _math_v3_scorer(solution_str: str, ground_truth: Any, extra_info: dict | None = None,
+                    **options: Any) -> dict:
+    return _math_v3.compute_score_dict(solution_str, ground_truth, extra_info, **options)
+
+
 register_reward(*DEFAULT_MATH_SOURCES, *reversed(DEFAULT_MATH_PATTERNS))(_math_scorer)
+# ReLIFT's reward_impl_version=3 (relift/rewards/math_v3.py); recipes select it for every source
+# through reward.custom_reward_function.path=<repo>/relift/rewards/math_v3.py
+register_reward(*_math_v3.V3_SOURCES)(_math_v3_scorer)
 register_reward(*DEFAULT_KK_SOURCES)(_kk_scorer)

@@ -255,6 +255,7 @@ class ReliftSpec:
     loss_agg_mode: str
     lr: float | None         # None: the RL optimiser's current lr (relift.lr null)
     sft_optimizer: str       # shared | separate
+    buffer_order: str        # fifo (oldest first: no starvation) | lifo (newest first, the public code)
 
 
 @dataclass(frozen=True)

@@ -217,4 +217,5 @@ def check_relift(c: ConfigChecker, world: WorldSpec, P: int | None) -> ReliftSpe
                       entropy_coeff=c.float("relift.entropy_coeff"),
                       loss_agg_mode=c.choice("relift.loss_agg_mode", loss_agg_modes(), what="loss aggregation mode"),
                       lr=c.float("relift.lr", min_value=0.0, allow_none=True),
-                      sft_optimizer=c.choice("relift.sft_optimizer", ("shared", "separate"), what="optimiser mode"))
+                      sft_optimizer=c.choice("relift.sft_optimizer", ("shared", "separate"), what="optimiser mode"),
+                      buffer_order=c.choice("relift.buffer_order", ("fifo", "lifo"), what="buffer order"))
