@@ -85,11 +85,11 @@ def test_distill_then_rl_plans_its_stages(kk_data, tmp_path):
     assert plan_values(out, "sequences per step") == ["1024"]             # GRPO: 32 prompts x n 32
 
 
-def test_eval_plans_every_size(kk_data, tmp_path):
+def test_eval_plans_one_generation_over_every_size(kk_data, tmp_path):
     res = run("sh", "eval.sh", kk_data, tmp_path, *DRY, MODELS="base=Qwen/Qwen2.5-7B-Instruct-1M")
     assert res.returncode == 0, res.stderr
-    for n in range(2, 9):
-        assert f"base, {n}ppl: generating" in res.stdout
+    assert "base: answering the test puzzles of sizes 2 3 4 5 6 7 8" in res.stdout
+    assert plan_values(res.stdout, "prompts") == ["14"]                  # 2 test puzzles x 7 sizes
     assert "dry run: every generation planned" in res.stdout
     bad = run("sh", "eval.sh", kk_data, tmp_path, *DRY, MODELS="nopath")
     assert bad.returncode == 2 and "is not NAME=PATH" in bad.stderr
@@ -107,19 +107,22 @@ def test_help_prints_usage_and_runs_nothing(script, shell, tmp_path):
 
 
 def test_table_layout(tmp_path):
+    import pandas as pd
+
     sys.path.insert(0, str(KK))
     try:
         from table import build_table
     finally:
         sys.path.pop(0)
-    for model, accs in {"a": [1.0, 0.5], "b": [0.25, 0.0]}.items():
+    # model a: 2ppl rows 0, 1 (2 samples each), 3ppl row 2; model b answers 2ppl only
+    names = [["A", "B"], ["C", "D"], ["E", "F", "G"]]
+    for model, rows, correct in (("a", 3, [True, True, True, False, False, True]), ("b", 2, [False] * 3 + [True])):
         (tmp_path / model).mkdir()
-        for n, acc in zip((2, 3), accs):
-            (tmp_path / model / f"{n}ppl.json").write_text(
-                json.dumps({"per_source": {"kk_logic": {"n": 1, "num_prompts": 4, "mean@1": acc}}}))
+        pd.DataFrame({"names": names[:rows]}).to_parquet(tmp_path / model / "gen.parquet")
+        pd.DataFrame({"prompt_id": [i // 2 for i in range(2 * rows)], "correct": correct}).to_parquet(
+            tmp_path / model / "eval.scores.parquet")
     table = build_table(tmp_path, ["a", "b"], [2, 3])
     assert table.splitlines() == ["| Model | Avg | 2ppl | 3ppl |", "|---|---|---|---|",
-                                  "| a | 0.75 | 1.00 | 0.50 |", "| b | 0.12 | 0.25 | 0.00 |"]
-    with pytest.raises(FileNotFoundError, match="no evaluation for a at 4 people"):
-        build_table(tmp_path, ["a"], [2, 4])
-    assert build_table(tmp_path, ["a"], [2, 4], allow_missing=True).splitlines()[-1] == "| a | 1.00 | 1.00 | - |"
+                                  "| a | 0.62 | 0.75 | 0.50 |", "| b | 0.25 | 0.25 | - |"]
+    with pytest.raises(FileNotFoundError, match=r"missing .*c/gen.parquet"):
+        build_table(tmp_path, ["c"], [2])

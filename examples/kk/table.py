@@ -2,51 +2,45 @@
 
     python examples/kk/table.py --root outputs/kk_eval --models base distilled [--sizes 2 3 4 5 6 7 8]
 
-Reads ``ROOT/<model>/<N>ppl.json`` (``trainer.main_eval`` output for that size's test file) and takes
-the ``mean@n`` accuracy of its (single) data source; Avg is the unweighted mean over the sizes
-present, as in the seed's table. A missing file is an error naming it (``--allow-missing`` prints
-``-`` instead and averages over what exists).
+For each model, reads ``ROOT/<model>/gen.parquet`` (``trainer.main_generation`` output over the test
+files of every size; a row's size is the length of its ``names``) and ``ROOT/<model>/eval.scores.parquet``
+(``trainer.main_eval``'s per-response scores; ``prompt_id`` is the generation row). A size's accuracy is
+the mean of ``correct`` over its responses (mean@n); Avg is the unweighted mean over the sizes, as
+in the seed's table. ``--markdown-out FILE`` also writes the table to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-__all__ = ["accuracy", "build_table", "main"]
+__all__ = ["per_size_accuracy", "build_table", "main"]
 
 
-def accuracy(path: Path) -> float:
-    """The ``mean@n`` of the one data source in a main_eval JSON file."""
-    payload = json.loads(path.read_text())
-    per_source = payload.get("per_source") or {}
-    if len(per_source) != 1:
-        raise ValueError(f"{path}: expected one data source, found {sorted(per_source)}")
-    row = next(iter(per_source.values()))
-    keys = [k for k in row if k.startswith("mean@")]
-    if not keys:
-        raise ValueError(f"{path}: no mean@n entry in {sorted(row)}")
-    return float(row[keys[0]])
+def per_size_accuracy(model_dir: Path) -> dict[int, float]:
+    """Size -> mean accuracy over that size's responses, from one model's evaluation folder."""
+    import pandas as pd  # noqa: PLC0415
+
+    gen, scores = model_dir / "gen.parquet", model_dir / "eval.scores.parquet"
+    for f in (gen, scores):
+        if not f.is_file():
+            raise FileNotFoundError(f"missing {f} (run examples/kk/eval.sh for this model)")
+    names = pd.read_parquet(gen, columns=["names"])["names"]
+    frame = pd.read_parquet(scores, columns=["prompt_id", "correct"])
+    if frame["prompt_id"].max() >= len(names):
+        raise ValueError(f"{scores} names prompt {frame['prompt_id'].max()} but {gen} has {len(names)} rows")
+    frame["size"] = [len(names.iloc[i]) for i in frame["prompt_id"]]
+    return {int(k): float(v) for k, v in frame.groupby("size")["correct"].mean().items()}
 
 
-def build_table(root: Path, models: list[str], sizes: list[int], allow_missing: bool = False) -> str:
-    """The markdown table (accuracies as fractions with two decimals)."""
-    head = "| Model | Avg | " + " | ".join(f"{n}ppl" for n in sizes) + " |"
-    lines = [head, "|---" * (len(sizes) + 2) + "|"]
+def build_table(root: Path, models: list[str], sizes: list[int]) -> str:
+    """The markdown table (accuracies as fractions with two decimals; '-' for a size not evaluated)."""
+    lines = ["| Model | Avg | " + " | ".join(f"{n}ppl" for n in sizes) + " |", "|---" * (len(sizes) + 2) + "|"]
     for model in models:
-        cells, values = [], []
-        for n in sizes:
-            path = root / model / f"{n}ppl.json"
-            if not path.is_file():
-                if not allow_missing:
-                    raise FileNotFoundError(f"no evaluation for {model} at {n} people: {path}")
-                cells.append("-")
-                continue
-            acc = accuracy(path)
-            values.append(acc)
-            cells.append(f"{acc:.2f}")
+        acc = per_size_accuracy(root / model)
+        values = [acc[n] for n in sizes if n in acc]
+        cells = [f"{acc[n]:.2f}" if n in acc else "-" for n in sizes]
         avg = f"{sum(values) / len(values):.2f}" if values else "-"
         lines.append(f"| {model} | {avg} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -57,14 +51,16 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--root", required=True, type=Path)
     ap.add_argument("--models", nargs="+", required=True)
     ap.add_argument("--sizes", nargs="+", type=int, default=list(range(2, 9)))
-    ap.add_argument("--allow-missing", action="store_true")
+    ap.add_argument("--markdown-out", type=Path, default=None)
     args = ap.parse_args(argv)
     try:
-        table = build_table(args.root, args.models, args.sizes, args.allow_missing)
+        table = build_table(args.root, args.models, args.sizes)
     except (ValueError, FileNotFoundError) as exc:
         print(f"table.py: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     print(table)
+    if args.markdown_out:
+        args.markdown_out.write_text(table + "\n")
     return table
 
 
