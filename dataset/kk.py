@@ -13,7 +13,8 @@ message holding the already-templated prompt, ``ability``, ``reward_model.ground
 ``generate`` draws puzzles with the benchmark's statement distribution
 (:mod:`relift.rewards.kk_generator`), unique solutions only, no repeated puzzle within a size;
 the test rows come first in the stream (index 0..), as in the benchmark's files.  The chain-of-
-thought columns of the benchmark (``cot_*``) are not produced.
+thought columns of the benchmark (``cot_*``) are not produced; ``--with-target`` adds a ``target``
+column (the answer alone, after the prefilled ``<think>``) for SFT on the ground truth.
 
 ``convert`` reads the public K&K files (huggingface.co/datasets/K-and-K/knights-and-knaves:
 ``train/people{N}_num1000.jsonl``, ``test/people{N}_num100.jsonl``; download them with
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 from relift.rewards.kk_generator import generate_puzzles, to_logic_rl_row
 from relift.rewards.kk_prompts import TEMPLATES
 
-__all__ = ["parse_people", "generate", "convert", "read_kk_jsonl", "main"]
+__all__ = ["parse_people", "terse_target", "generate", "convert", "read_kk_jsonl", "main"]
 
 _FILE = re.compile(r"people(\d+)_num(\d+)")
 _REQUIRED = ("quiz", "names", "solution", "statements")
@@ -73,15 +74,32 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
+def terse_target(puzzle: dict[str, Any]) -> str:
+    """A demonstration without reasoning, continuing a prompt that prefills ``<think>``."""
+    return f"</think><answer>{puzzle['solution_text_format']}</answer>"
+
+
 def generate(out: str | Path, people: list[int], per_size: int, seed: int, test_per_size: int | None = None,
-             template: str = "instruct") -> dict[str, dict[str, int]]:
-    """Write generated puzzles; returns ``{"Nppl": {"train": rows, "test": rows}}``."""
+             template: str = "instruct", with_target: bool = False,
+             name_pool: int | None = None) -> dict[str, dict[str, int]]:
+    """Write generated puzzles; returns ``{"Nppl": {"train": rows, "test": rows}}``.
+
+    ``with_target`` adds a ``target`` column (:func:`terse_target`) for SFT on the ground truth;
+    ``name_pool`` draws names from the first K of the benchmark's 51 only (a smaller task for tiny
+    models; not the benchmark's distribution).
+    """
+    from relift.rewards.kk_generator import NAMES  # noqa: PLC0415
+
+    if name_pool is not None and not max(people) <= name_pool <= len(NAMES):
+        raise ValueError(f"--name-pool must be between {max(people)} (the most people) and {len(NAMES)}, "
+                         f"got {name_pool}")
+    names = None if name_pool is None else NAMES[:name_pool]
     if per_size < 1:
         raise ValueError(f"--per-size must be >= 1, got {per_size}")
     n_test = max(1, per_size // 9) if test_per_size is None else test_per_size
     summary = {}
     for n in tqdm(people, desc="sizes", disable=len(people) < 2):
-        puzzles = generate_puzzles(n, n_test + per_size, seed)
+        puzzles = generate_puzzles(n, n_test + per_size, seed, names=names)
         splits = {"test": puzzles[:n_test], "train": puzzles[n_test:]}
         summary[f"{n}ppl"] = {}
         offset = 0
@@ -90,6 +108,8 @@ def generate(out: str | Path, people: list[int], per_size: int, seed: int, test_
             for i, p in enumerate(chunk):
                 row = to_logic_rl_row(p, index=i, split=split, template=template)
                 row["index"] = offset + i  # the puzzle's position in the size's stream
+                if with_target:
+                    row["target"] = terse_target(p)
                 rows.append(row)
             offset += len(chunk)
             if rows:
@@ -185,6 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output folder (OUT/Nppl/{train,test}.parquet)")
     g.add_argument("--template", choices=sorted(TEMPLATES), default="instruct")
+    g.add_argument("--with-target", action="store_true",
+                   help="add a 'target' column: '</think><answer>' + the solution + '</answer>' (SFT on the truth)")
+    g.add_argument("--name-pool", type=int, default=None,
+                   help="draw names from the first K of the 51 only (tiny-model runs; not the benchmark's)")
     c = sub.add_parser("convert", help="K&K jsonl files (people5_num1000.jsonl ...) -> parquet")
     c.add_argument("--input", nargs="+", required=True, help="jsonl files or folders holding them")
     c.add_argument("--out", required=True)
@@ -199,7 +223,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
-            summary = generate(args.out, args.people, args.per_size, args.seed, args.test_per_size, args.template)
+            summary = generate(args.out, args.people, args.per_size, args.seed, args.test_per_size, args.template,
+                               args.with_target, args.name_pool)
         else:
             summary = convert(args.input, args.out, args.template, args.test_size)
     except (ValueError, FileNotFoundError) as exc:

@@ -203,12 +203,13 @@ def generate_puzzle(n_people: int, rng: random.Random | int | None = None, depth
     }
 
 
-def generate_puzzles(n_people: int, count: int, seed: int, depth: int = DEPTH,
-                     width: int = WIDTH) -> list[dict[str, Any]]:
-    """``count`` distinct puzzles of one size, reproducible from ``seed``."""
+def generate_puzzles(n_people: int, count: int, seed: int, depth: int = DEPTH, width: int = WIDTH,
+                     names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """``count`` distinct puzzles of one size, reproducible from ``seed`` (names from ``names``,
+    default :data:`NAMES`)."""
     rng = random.Random(f"kk-{seed}-{n_people}")
     seen: set = set()
-    return [generate_puzzle(n_people, rng, depth, width, seen=seen) for _ in range(count)]
+    return [generate_puzzle(n_people, rng, depth, width, names=names, seen=seen) for _ in range(count)]
 
 
 def to_logic_rl_row(puzzle: dict[str, Any], index: int, split: str = "train",
