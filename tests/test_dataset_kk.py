@@ -162,3 +162,17 @@ def test_parse_people():
 def test_generate_refuses_nonsense(tmp_path):
     with pytest.raises(ValueError, match="per-size"):
         generate(tmp_path, [3], 0, 0)
+
+
+def test_with_target_and_name_pool(tmp_path):
+    generate(tmp_path, [2, 3], 6, seed=2, test_per_size=1, template="compact", with_target=True, name_pool=4)
+    df = pd.read_parquet(tmp_path / "3ppl" / "train.parquet")
+    assert set(n for names in df["names"] for n in names) <= set(NAMES[:4])
+    for _, row in df.iterrows():
+        assert row["target"] == f"</think><answer>{row['solution_text_format']}</answer>"
+        prompt = row["prompt"][0]["content"]
+        assert prompt.endswith("<|im_start|>assistant\n<think>")
+        # prompt prefill + target is a fully correct Logic-RL answer
+        assert kk.compute_score("<think>" + row["target"], row["reward_model"]["ground_truth"]) == 3.0
+    with pytest.raises(ValueError, match="--name-pool must be between 3"):
+        generate(tmp_path, [2, 3], 6, seed=2, name_pool=2)
