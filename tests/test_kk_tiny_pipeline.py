@@ -39,7 +39,7 @@ def test_tiny_distill_then_rl_pipeline(tmp_path):
     assert (out / "student_rl" / "global_step_2" / "actor" / "huggingface" / "config.json").is_file()
     # 7: the seed's table for three models over the evaluated sizes
     table = (out / "table.md").read_text().splitlines()
-    assert table[0] == "| Model | Avg | 2ppl | 3ppl | 4ppl |"
+    assert table[0] == "| Model | Avg | 2ppl | 3ppl |"
     assert [row.split("|")[1].strip() for row in table[2:]] == ["teacher", "student_sft", "student_rl"]
     for row in table[2:]:
         for cell in row.split("|")[2:-1]:

@@ -13,8 +13,9 @@
   :func:`reward_metrics` for exact totals).
 
 When the prompt ends with an opened ``<think>`` (Logic-RL's prompts), the scorer gets that prefill +
-the response (:mod:`relift.rewards.prefill`). Decoding keeps the reasoning tags: special tokens are dropped by id, except ``<think>``,
-``</think>``, ``<answer>``, ``</answer>``, which some tokenizers register as special tokens.
+the response (:mod:`relift.rewards.prefill`). Decoding keeps the reasoning tags: special tokens are
+dropped by id, except ``<think>``, ``</think>``, ``<answer>``, ``</answer>``, which some tokenizers
+register as special tokens.
 
 Config: ``reward.num_workers``, ``reward.timeout``, ``reward.think_format`` (math: require a think
 block), ``reward.custom_reward_function.{path,name}``, ``data.reward_fn_key`` (default

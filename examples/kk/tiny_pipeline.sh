@@ -28,8 +28,8 @@ PY=$(kk_python)
 SEED="${SEED:-1}"
 OUT_DIR="${OUT_DIR:-outputs/kk_tiny}"
 if [ "${FAST:-0}" = 1 ]; then
-    : "${TRAIN_SIZE:=96}" "${TEST_SIZE:=4}" "${TEACHER_STEPS:=80}" "${STUDENT_STEPS:=20}" "${RL_STEPS:=2}"
-    : "${RL_BATCH:=8}" "${RL_N:=4}" "${EVAL_SIZES:=2 3 4}" "${NAME_POOL:=4}"
+    : "${TRAIN_SIZE:=96}" "${TEST_SIZE:=4}" "${TEACHER_STEPS:=120}" "${STUDENT_STEPS:=20}" "${RL_STEPS:=2}"
+    : "${RL_BATCH:=8}" "${RL_N:=4}" "${EVAL_SIZES:=2 3}" "${NAME_POOL:=4}"
 fi
 TRAIN_SIZE="${TRAIN_SIZE:-256}"          # 2-person training puzzles
 TEST_SIZE="${TEST_SIZE:-16}"             # test puzzles per size
@@ -79,14 +79,18 @@ stamp "4/7 rejection sampling: one correct answer per puzzle"
 "$PY" -m dataset.rejection_sample --input "$OUT_DIR/teacher_samples.parquet" --output "$OUT_DIR/distill.parquet" \
     --keep first --num-workers 1 >"$OUT_DIR/rejection.log" 2>&1 || { cat "$OUT_DIR/rejection.log" >&2; exit 1; }
 head -n 4 "$OUT_DIR/rejection.log"
+kept=$("$PY" -c "import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])['total']['rows_written'])" \
+    "$OUT_DIR/rejection.log")
+SFT_BATCH=16
+if [ "$kept" -lt "$SFT_BATCH" ]; then SFT_BATCH=$kept; fi
 
-stamp "5/7 student: smaller tiny model (hidden 64, 2 layers), SFT $STUDENT_STEPS steps on the kept answers"
+stamp "5/7 student: smaller tiny model (hidden 64, 2 layers), SFT $STUDENT_STEPS steps on the $kept kept answers"
 "$PY" -m relift.models.tiny --out "$OUT_DIR/student_init" --hidden-size 64 --num-layers 2 --num-heads 4 \
     --num-kv-heads 4 --intermediate-size 128 --max-position-embeddings 2048 --seed "$SEED" >/dev/null
 # shellcheck disable=SC2086
 "$PY" -m trainer.main_offline \
     data.train_files="$OUT_DIR/distill.parquet" data.response_key=target data.max_length=512 \
-    data.train_batch_size=16 data.micro_batch_size_per_gpu=16 \
+    data.train_batch_size="$SFT_BATCH" data.micro_batch_size_per_gpu="$SFT_BATCH" \
     model.path="$OUT_DIR/student_init" optim.lr=3e-3 optim.lr_scheduler_type=cosine optim.lr_warmup_steps=10 \
     optim.weight_decay=0.0 trainer.total_epochs=1000 trainer.total_training_steps="$STUDENT_STEPS" \
     trainer.default_local_dir="$OUT_DIR/student_sft" trainer.resume_mode=disable trainer.export_hf=true \
