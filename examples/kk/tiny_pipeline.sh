@@ -115,7 +115,7 @@ stamp "6/7 GRPO on the student: $RL_STEPS steps x $RL_BATCH puzzles x n $RL_N"
 
 stamp "7/7 evaluation on the test puzzles of sizes $EVAL_SIZES"
 MODELS="teacher=$OUT_DIR/teacher/hf student_sft=$OUT_DIR/student_sft/hf student_rl=$OUT_DIR/student_rl/global_step_$RL_STEPS/actor/huggingface" \
-DATA_DIR="$OUT_DIR/data" SIZES="$EVAL_SIZES" OUT_DIR="$OUT_DIR/eval" TABLE_OUT="$OUT_DIR/table.md" \
+TABLE_OUT="$OUT_DIR/table.md" DATA_DIR="$OUT_DIR/data" SIZES="$EVAL_SIZES" OUT_DIR="$OUT_DIR/eval" \
 ROLLOUT=hf DEVICE=cpu N_GPUS_PER_NODE=1 TEMPERATURE=1.0 MAX_PROMPT_LENGTH=1600 RESPONSE_LENGTH=256 \
 PYTHON="$PY" sh "$here/eval.sh" trainer.backend=inprocess trainer.seed="$SEED" data.batch_size=64 \
     >"$OUT_DIR/eval.log" 2>&1 || { cat "$OUT_DIR/eval.log" >&2; exit 1; }
