@@ -95,7 +95,8 @@ def test_eval_plans_one_generation_over_every_size(kk_data, tmp_path):
     assert bad.returncode == 2 and "is not NAME=PATH" in bad.stderr
 
 
-@pytest.mark.parametrize("script", ["grpo_7b.sh", "reinforce_pp_curriculum.sh", "distill_then_rl.sh", "eval.sh"])
+@pytest.mark.parametrize("script", ["grpo_7b.sh", "reinforce_pp_curriculum.sh", "distill_then_rl.sh", "eval.sh",
+                                    "tiny_pipeline.sh"])
 @pytest.mark.parametrize("shell", ["sh", "bash"])
 def test_help_prints_usage_and_runs_nothing(script, shell, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "RELIFT_VENV")}
