@@ -130,10 +130,12 @@ def test_many_files_logic_rl(shared_data, tok):
     assert item["data_source"] == "kk_logic"
     assert item["reward_model"]["ground_truth"]["solution_text_format"] == \
         df2["reward_model"][0]["ground_truth"]["solution_text_format"]
-    n = n_tokens(chatml(list(df2["prompt"][0])))
-    assert int(item["attention_mask"].sum()) == n
-    # the Logic-RL content already holds ChatML markers: they become single special tokens
-    assert int((item["input_ids"] == tok.convert_tokens_to_ids("<|im_start|>")).sum()) >= 3
+    # the Logic-RL content is already a ChatML string: used as is, not wrapped in a second template
+    content = df2["prompt"][0][0]["content"]
+    assert int(item["attention_mask"].sum()) == n_tokens(content) < n_tokens(chatml(list(df2["prompt"][0])))
+    valid = item["input_ids"][item["attention_mask"].bool()]
+    assert tok.decode(valid) == content
+    assert int((item["input_ids"] == tok.convert_tokens_to_ids("<|im_start|>")).sum()) == 3  # system, user, assistant
 
 
 def _with_targets(valid_df, path, targets):

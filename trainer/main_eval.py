@@ -8,6 +8,9 @@ k = 1, 2, 4, ..., n (unbiased estimator) and maj@n. The numbers go to ``data.out
 (``<first input without .parquet>.json`` by default), one row per response to
 ``<output stem>.scores.parquet``.
 
+When a row's ``prompt`` is already templated and ends with an opened ``<think>`` (Logic-RL's rows), the
+scorer gets that prefill + each response, as in training (:mod:`relift.rewards.prefill`).
+
 A prompt is one input row (duplicated rows, as some suites use for AIME, count as separate prompts);
 a response is correct when the scorer's ``acc`` is >= 0.5 (or, for scorers without ``acc``, when its
 score is > 0), the same rule the reward worker uses for training metrics.
@@ -117,8 +120,8 @@ def _responses(value: Any, key: str, where: str) -> list[str]:
 
 
 def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], response_key: str = "responses",
-                    data_source_key: str = "data_source", reward_model_key: str = "reward_model"
-                    ) -> list[EvalSample]:
+                    data_source_key: str = "data_source", reward_model_key: str = "reward_model",
+                    prompt_key: str = "prompt") -> list[EvalSample]:
     """One :class:`EvalSample` per response of every row; the prompt id is the global row number.
 
     Raises ``KeyError`` naming missing columns (and the columns that exist), ``ValueError`` naming
@@ -130,6 +133,8 @@ def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], resp
     table.require_columns([response_key, data_source_key, reward_model_key], "main_eval")
     has_extra = "extra_info" in table.columns
     has_lengths = "response_lengths" in table.columns
+    from relift.rewards.prefill import prefill_from_prompt_cell  # noqa: PLC0415  (a prompt's opened <think> counts)
+    has_prompt = prompt_key in table.columns
     samples: list[EvalSample] = []
     for row in range(len(table)):
         where = table.origin(row)
@@ -143,8 +148,9 @@ def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], resp
         lengths = table.cell(row, "response_lengths") if has_lengths else None
         if not isinstance(lengths, list) or len(lengths) != len(responses):
             lengths = [None] * len(responses)
+        prefill = prefill_from_prompt_cell(table.cell(row, prompt_key)) if has_prompt else ""
         for j, (text, length) in enumerate(zip(responses, lengths)):
-            samples.append(EvalSample(source, row, j, text, truth, extra or None,
+            samples.append(EvalSample(source, row, j, prefill + text, truth, extra or None,
                                       None if length is None else int(length)))
     return samples
 

@@ -12,8 +12,10 @@
   several reward workers the concatenated result keeps rank 0's, so sum the per-row flags with
   :func:`reward_metrics` for exact totals).
 
-Decoding keeps the reasoning tags: special tokens are dropped by id, except ``<think>``,
-``</think>``, ``<answer>``, ``</answer>``, which some tokenizers register as special tokens.
+When the prompt ends with an opened ``<think>`` (Logic-RL's prompts), the scorer gets that prefill +
+the response (:mod:`relift.rewards.prefill`). Decoding keeps the reasoning tags: special tokens are
+dropped by id, except ``<think>``, ``</think>``, ``<answer>``, ``</answer>``, which some tokenizers
+register as special tokens.
 
 Settings: a :class:`relift.spec.RewardSpec` (``reward.num_workers``, ``reward.timeout``,
 ``reward.think_format``, ``reward.custom_reward_function``, ``data.reward_fn_key``) and the
@@ -92,6 +94,11 @@ def score_batch(data: DataProto, tokenizer: Any, pool: Any, reward_fn_key: str =
     else:
         raise KeyError("compute_score needs 'response_mask' or 'attention_mask' to know the valid tokens")
     texts = decode_responses(tokenizer, responses, mask)
+    if "prompts" in data.batch.keys() and "attention_mask" in data.batch.keys():  # a prompt's opened <think> counts
+        from relift.rewards.prefill import prompt_prefills  # noqa: PLC0415
+        prompts = data.batch["prompts"]
+        texts = [p + t for p, t in zip(prompt_prefills(tokenizer, prompts,
+                                                       data.batch["attention_mask"][:, :prompts.shape[1]]), texts)]
     n = len(texts)
     sources = [str(s) for s in nt[reward_fn_key]]
     truths = [_ground_truth(nt["reward_model"][i], i) for i in range(n)]

@@ -77,7 +77,14 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], apply_chat_tem
 
     Plain fallback (``apply_chat_template=False``): the message contents joined by newlines, for
     base models without a template or data whose content is already templated.
+    A prompt that already holds chat-template tokens is returned as is either way
+    (:mod:`relift.data.templated`).
     """
+    from relift.data.templated import templated_text  # noqa: PLC0415
+
+    already = templated_text(messages, tokenizer)
+    if already is not None:
+        return already
     if not apply_chat_template:
         return "\n".join(m["content"] for m in messages)
     if not getattr(tokenizer, "chat_template", None):

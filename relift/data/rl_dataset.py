@@ -1,6 +1,8 @@
 """The RL prompt dataset: parquet rows -> left-padded prompt tensors plus what the reward needs.
 
-Row format (verl / ReLIFT): ``data_source: str``, ``prompt: [{"role", "content"}, ...]``,
+Row format (verl / ReLIFT): ``data_source: str``, ``prompt: [{"role", "content"}, ...]`` (or a string
+that already holds chat-template tokens; such prompts, like Logic-RL's single ChatML message, are used
+as is, see :mod:`relift.data.templated`),
 ``reward_model: {"style", "ground_truth"}``, optional ``extra_info: dict``, and for ReLIFT an optional
 ``target: [{"role": "assistant", "content": str}]`` demonstration (a plain string works too).
 
@@ -40,7 +42,8 @@ from relift.data.common import (
     token_lengths,
     truncate,
 )
-from relift.data.io import ParquetTable, as_dict, as_messages, as_text, read_parquet_files
+from relift.data.io import ParquetTable, as_dict, as_messages, as_text, read_parquet_files, to_python
+from relift.data.templated import templated_text
 
 __all__ = ["RLDataConfig", "RLDataset"]
 
@@ -113,7 +116,11 @@ class RLDataset(Dataset):
         """The validated non-tensor fields of one global row."""
         cfg = self.config
         where = self.table.origin(row)
-        messages = as_messages(self.table.cell(row, cfg.prompt_key), cfg.prompt_key, where)
+        cell = to_python(self.table.cell(row, cfg.prompt_key))
+        if isinstance(cell, str) and templated_text(cell, self.tokenizer) is not None:
+            messages = [{"role": "user", "content": cell}]  # an already-templated string: rendered as is
+        else:
+            messages = as_messages(cell, cfg.prompt_key, where)
         data_source = self.table.cell(row, cfg.data_source_key)
         if not isinstance(data_source, str) or not data_source:
             raise ValueError(f"{where}: column {cfg.data_source_key!r} must be a non-empty string, "
