@@ -15,8 +15,7 @@
 #
 # Environment: OUT_DIR [outputs/relift_vs_grpo], SEEDS ["1 2 3"], METHODS ["grpo relift"], BACKEND [auto],
 # REUSE_SFT=1 (keep an existing warm start of a seed), and the knobs below (sizes as the quickstart's).
-# Extra arguments are Hydra overrides for both RL runs. Until the ReLIFT hook is wired into the trainer,
-# relift.enable=true runs plain RL (the trainer warns), so both methods give the same numbers.
+# Extra arguments are Hydra overrides for both RL runs.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
