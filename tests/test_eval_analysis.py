@@ -56,11 +56,16 @@ def test_duplicated_rows_are_pooled_into_one_question(tmp_path, capsys):
     assert payload["per_source"]["aime24"]["num_prompts"] == 6 and payload["per_source"]["aime24"]["n"] == 2
 
 
-def test_uneven_copies_explain_the_pooling(tmp_path):
-    rows = [_row("aime24", "q1", "4", ["\\boxed{4}"]), _row("aime24", "q1", "4", ["\\boxed{4}"]),
-            _row("aime24", "q2", "7", ["\\boxed{7}"])]
-    with pytest.raises(main_eval.PlanError, match="eval.pool_duplicates=false"):
-        _eval(tmp_path, rows)
+def test_uneven_copies_are_not_pooled(tmp_path, caplog):
+    # q1 twice, q2 once: pooling would give n = 2 and n = 1 in one table row, so every row stays a question
+    rows = [_row("aime24", "q1", "4", ["\\boxed{4}"]), _row("aime24", "q1", "4", ["\\boxed{5}"]),
+            _row("aime24", "q2", "7", ["\\boxed{7}"]), _row("math500", "q3", "1", ["\\boxed{1}"]),
+            _row("math500", "q3", "1", ["\\boxed{1}"])]
+    payload = _eval(tmp_path, rows)
+    assert payload["per_source"]["aime24"]["num_prompts"] == 3 and payload["per_source"]["aime24"]["n"] == 1
+    assert payload["per_source"]["aime24"]["mean@1"] == pytest.approx(2 / 3)
+    assert payload["per_source"]["math500"]["num_prompts"] == 1 and payload["per_source"]["math500"]["n"] == 2
+    assert "aime24: duplicated prompts repeat unevenly (copies per question: [1, 2])" in caplog.text
 
 
 def _kk_truth(names_roles: list[tuple[str, str]]) -> dict:

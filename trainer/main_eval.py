@@ -11,7 +11,8 @@ k = 1, 2, 4, ..., n (unbiased estimator) and maj@n. The numbers go to ``data.out
 A question is one input row, except that rows with the same data source, prompt and ground truth are
 pooled into one question with all their samples (``eval.pool_duplicates``, on by default): ReLIFT's
 validation file repeats each AIME question 8 times, which with n samples per row is scored as
-avg@(8 x n) over 30 questions, and the table says so above its header. ``eval.group_by=kk_people``
+avg@(8 x n) over 30 questions, and the table says so above its header. A table row whose questions
+repeat unevenly (a few accidental duplicates) is not pooled, with a warning. ``eval.group_by=kk_people``
 splits a knights-and-knaves source into one row per puzzle size (``kk_logic/3ppl``, ...), the layout
 of the Logic-RL tables. A response is correct when the scorer's ``acc`` is >= 0.5 (or, for scorers without ``acc``, when its
 score is > 0), the same rule the reward worker uses for training metrics.
@@ -173,6 +174,7 @@ def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], resp
     has_extra = "extra_info" in table.columns
     has_lengths = "response_lengths" in table.columns
     pool = pool and prompt_key in table.columns
+    uneven: set[str] = set()
     if not pool:
         logger.info("not pooling duplicate prompts (eval.pool_duplicates=false or no %r column)", prompt_key)
     samples: list[EvalSample] = []
@@ -194,9 +196,19 @@ def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], resp
         for j, (text, length) in enumerate(zip(responses, lengths)):
             samples.append(EvalSample(source, row, j, text, truth, extra or None,
                                       None if length is None else int(length), group=group))
-    question_of_row, _ = pool_ids(keys)
+    question_of_row, copies = pool_ids(keys)
+    if pool:
+        # pooling needs the same number of copies for every question of a table row; where they differ
+        # (a file with a few accidental repeats) that row's questions stay one per input row
+        per_group: dict[str, set[int]] = {}
+        for s in samples:
+            per_group.setdefault(s.row_key, set()).add(copies[question_of_row[s.prompt_id]])
+        uneven = {g for g, c in per_group.items() if len(c) > 1}
+        for g in sorted(uneven):
+            logger.warning("%s: duplicated prompts repeat unevenly (copies per question: %s); not pooling them, "
+                           "every row counts as one question", g, sorted(per_group[g]))
     for s in samples:
-        s.question_id = question_of_row[s.prompt_id]
+        s.question_id = s.prompt_id if pool and s.row_key in uneven else question_of_row[s.prompt_id]
     return samples
 
 
@@ -239,14 +251,7 @@ def summarize(samples: Sequence[EvalSample], results: Sequence[dict[str, Any]], 
     """Per data source: the pass@k summary plus timeouts, errors and mean response length."""
     from relift.metrics import summarize_samples, to_metric_dict  # noqa: PLC0415
 
-    try:
-        summary = summarize_samples(records_from_scores(samples, results), ks=ks)
-    except ValueError as err:
-        if any(s.qid != s.prompt_id for s in samples):
-            raise ValueError(f"{err} (duplicated rows were pooled into one question each, and some questions have "
-                             "more copies than others; set eval.pool_duplicates=false to count rows separately)"
-                             ) from err
-        raise
+    summary = summarize_samples(records_from_scores(samples, results), ks=ks)
     for source, row in summary.items():
         mine = [(s, r) for s, r in zip(samples, results) if s.row_key == source]
         row["rows"] = len({s.prompt_id for s, _ in mine})
