@@ -205,3 +205,20 @@ def test_validation_logs_capability_when_asked():
     assert metrics["val-core/toy/acc/mean@2"] == pytest.approx(0.25)
     plain, _ = run_validation(_Actor(), _Reward(), [batch], {"n": 2})
     assert not any(k.startswith("val-cap/") for k in plain)
+
+
+def test_relift_validation_file_is_pooled_per_question(shared_data, tmp_path, capsys):
+    """ReLIFT's valid.parquet: AIME24/AIME25 rows repeated 8x, AMC 4x. One response per row holding
+    the reference answer (so every sample is right) must give 30 AIME questions with n = 8, 83 AMC
+    questions with n = 4, and MATH-500 / OlympiadBench unchanged."""
+    frame = pd.read_parquet(shared_data / "relift" / "valid.parquet")
+    frame["responses"] = [["\\boxed{" + str(rm["ground_truth"]) + "}"] for rm in frame["reward_model"]]
+    keep = frame[frame["data_source"].isin(["aime", "amc"])]   # the duplicated sources, to keep the test short
+    path = tmp_path / "valid_gen.parquet"
+    keep.to_parquet(path)
+    payload = main_eval.evaluate(compose_config("evaluation", [f"data.path={path}", "reward.num_workers=1"]))
+    aime, amc = payload["per_source"]["aime"], payload["per_source"]["amc"]
+    assert (aime["rows"], aime["num_prompts"], aime["n"]) == (240, 30, 8)
+    assert (amc["rows"], amc["num_prompts"], amc["n"]) == (332, 83, 4)
+    assert aime["mean@8"] == 1.0
+    assert "aime: 240 rows pooled into 30 questions (8 copies each): n = 1 samples x 8 copies = 8" in capsys.readouterr().out
