@@ -84,7 +84,8 @@ def run_validation(actor_wg: Any, reward_wg: Any, batches: Iterable[DataProto], 
     """Generate, score and summarise every batch of ``batches``; returns (metrics, markdown table).
 
     ``seed``: reseed the rollout sampler first (when the group offers ``set_rollout_seed``), so a
-    sampled validation is reproducible too.
+    sampled validation is reproducible too. ``capability``: also the ``val-cap/...`` metrics (module
+    docstring); the RL trainer passes ``trainer.val_capability``.
     """
     records: list[dict[str, Any]] = []
     timeouts = errors = 0.0
