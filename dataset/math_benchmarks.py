@@ -17,7 +17,8 @@ benchmark       question       ground truth
 aime24          ``problem``    ``answer``
 amc23           ``problem``    ``answer`` (a float in the raw file; integral values become "27")
 math500         ``problem``    ``answer``
-minerva_math    ``problem``    the last ``\\boxed{...}`` of ``solution`` (the file has no answer field)
+minerva_math    ``problem``    ``answer`` when the row has one (the hub copy), else the last ``\\boxed{...}``
+                               of ``solution`` (the Qwen2.5-Math jsonl has no answer field)
 olympiadbench   ``question``   ``final_answer`` (a list of one string) with its ``$`` signs removed
 ==============  =============  ===================================================================
 
@@ -25,8 +26,13 @@ The prompt template holds ``{problem}`` where the question goes (``str.replace``
 the template may contain ``\\boxed{}``). The default asks for step-by-step reasoning and a boxed
 final answer, the convention of Qwen2.5-Math / DeepSeek-R1 evaluations.
 
+Without the raw files, ``--download`` fetches them from the Hugging Face hub first (ids, splits and
+revisions in :mod:`dataset.benchmark_hub`; needs the ``datasets`` package and hub access) into
+``--input_dir`` (default ``<repo>/data/benchmarks``); files already there are kept.
+
 CLI::
 
+    python -m dataset.math_benchmarks --download [--input_dir DIR] [--out_dir DIR]
     python -m dataset.math_benchmarks --input_dir DIR --out_dir DIR \\
         [--benchmarks aime24,amc23,math500,minerva_math,olympiadbench] [--template '...{problem}...'] \\
         [--system_prompt '...'] [--limit N]
@@ -63,6 +69,8 @@ logger = logging.getLogger(__name__)
 PROBLEM_PLACEHOLDER = "{problem}"
 DEFAULT_TEMPLATE = "{problem}\nLet's think step by step and output the final answer within \\boxed{}."
 
+DEFAULT_RAW_DIR = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+
 # rows in the public copies (REFERENCE section 6); a different count is logged, not an error
 EXPECTED_ROWS = {"aime24": 30, "amc23": 40, "math500": 500, "minerva_math": 272, "olympiadbench": 675}
 
@@ -95,6 +103,8 @@ def _answer_field(field: str) -> Callable[[dict[str, Any]], str | None]:
 
 
 def _minerva_answer(row: dict[str, Any]) -> str | None:
+    if row.get("answer") is not None and str(row["answer"]).strip():
+        return _number_text(row["answer"])
     solution = row.get("solution")
     return _last_boxed(solution) if isinstance(solution, str) else None
 
@@ -126,7 +136,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "aime24": BenchmarkSpec("aime24", ("problem", "question"), _answer_field("answer"), "answer", ("id",)),
     "amc23": BenchmarkSpec("amc23", ("problem", "question"), _answer_field("answer"), "answer", ("id",)),
     "math500": BenchmarkSpec("math500", ("problem",), _answer_field("answer"), "answer", ("unique_id",)),
-    "minerva_math": BenchmarkSpec("minerva_math", ("problem",), _minerva_answer, "the last \\boxed{} of solution",
+    "minerva_math": BenchmarkSpec("minerva_math", ("problem", "question"), _minerva_answer,
+                                  "answer, or the last \\boxed{} of solution",
                                   ("idx",)),
     "olympiadbench": BenchmarkSpec("olympiadbench", ("question",), _olympiad_answer, "final_answer", ("id",)),
 }
@@ -229,8 +240,11 @@ def write_benchmarks(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
     src = Path(input_dir).expanduser()
     missing = [str(src / f"{n}.jsonl") for n in names if not (src / f"{n}.jsonl").is_file()]
     if missing:
-        raise FileNotFoundError(f"benchmark file(s) not found: {missing}; --input_dir must hold <name>.jsonl "
-                                "for each benchmark (see eval_scripts/README.md for where to get them)")
+        raise FileNotFoundError(
+            f"benchmark file(s) not found: {missing}. Two ways to get them: (1) put <name>.jsonl for each "
+            f"benchmark into {src} (the public copies, see eval_scripts/README.md), or (2) download them from "
+            "the Hugging Face hub: python -m dataset.math_benchmarks --download --input_dir "
+            f"{src} (needs `pip install datasets` and hub access)")
     dst = Path(out_dir).expanduser()
     dst.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -246,8 +260,15 @@ def write_benchmarks(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dataset.math_benchmarks",
                                 description="Convert math benchmark jsonl files to RL parquet files.")
-    p.add_argument("--input_dir", required=True, help="folder with <benchmark>.jsonl files")
-    p.add_argument("--out_dir", required=True, help="folder for <benchmark>.parquet (created if missing)")
+    p.add_argument("--input_dir", default=None,
+                   help=f"folder with <benchmark>.jsonl files (default with --download: {DEFAULT_RAW_DIR})")
+    p.add_argument("--out_dir", default=None,
+                   help="folder for <benchmark>.parquet (created if missing); optional with --download")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing <benchmark>.jsonl files from the Hugging Face hub first (dataset.benchmark_hub)")
+    p.add_argument("--overwrite", action="store_true", help="with --download: fetch again even if the file exists")
+    p.add_argument("--revision", action="append", default=[], metavar="NAME=SHA",
+                   help="with --download: pin a hub revision for one benchmark (repeatable)")
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS),
                    help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)")
     p.add_argument("--template", default=None,
@@ -270,7 +291,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     elif args.template is not None:
         template = args.template
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
-    written = write_benchmarks(args.input_dir, args.out_dir, names, template, args.system_prompt, args.limit)
+    input_dir = args.input_dir
+    if args.download:
+        from dataset.benchmark_hub import download_benchmarks  # noqa: PLC0415
+
+        input_dir = input_dir or str(DEFAULT_RAW_DIR)
+        revisions = dict(r.split("=", 1) for r in args.revision if "=" in r)
+        bad = [r for r in args.revision if "=" not in r]
+        if bad:
+            raise SystemExit(f"--revision takes NAME=SHA, got {bad}")
+        for name, path in download_benchmarks(input_dir, names, revisions=revisions, overwrite=args.overwrite).items():
+            print(json.dumps({"benchmark": name, "raw": str(path)}))
+        if args.out_dir is None:
+            return {}
+    if input_dir is None or args.out_dir is None:
+        raise SystemExit("give --input_dir and --out_dir (or --download to fetch the raw files from the hub first)")
+    written = write_benchmarks(input_dir, args.out_dir, names, template, args.system_prompt, args.limit)
     for name, path in written.items():
         print(json.dumps({"benchmark": name, "path": str(path), "rows": pd.read_parquet(path).shape[0]}))
     return written

@@ -300,8 +300,8 @@ def test_eval_script_end_to_end_on_cpu(shared_data, tiny_model, tmp_path):
     env = {**os.environ, "MODEL_PATH": str(tiny_model), "BENCH_DIR": str(shared_data / "benchmarks"),
            "BENCHMARKS": "math500,aime24", "LIMIT": "2", "N_SAMPLES": "2", "MAX_RESPONSE_LENGTH": "8",
            "MAX_PROMPT_LENGTH": "500", "TRUNCATION": "left", "OUT_DIR": str(tmp_path / "eval"), "REWARD_WORKERS": "1",
-           "ROLLOUT": "hf", "N_GPUS": "1", "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(REPO / "eval_scripts" / "eval_math.sh"), "trainer.device=cpu"], env=env,
+           "ROLLOUT": "hf", "N_GPUS": "1", "RELIFT_VENV": str(Path(sys.executable).parent.parent)}
+    proc = subprocess.run(["sh", str(REPO / "eval_scripts" / "eval_math.sh"), "trainer.device=cpu"], env=env,
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| math500 | 2 | 2 |" in proc.stdout and "| aime24 | 2 | 2 |" in proc.stdout

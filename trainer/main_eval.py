@@ -11,9 +11,14 @@ k = 1, 2, 4, ..., n (unbiased estimator) and maj@n. The numbers go to ``data.out
 When a row's ``prompt`` is already templated and ends with an opened ``<think>`` (Logic-RL's rows), the
 scorer gets that prefill + each response, as in training (:mod:`relift.rewards.prefill`).
 
-A prompt is one input row (duplicated rows, as some suites use for AIME, count as separate prompts);
-a response is correct when the scorer's ``acc`` is >= 0.5 (or, for scorers without ``acc``, when its
-score is > 0), the same rule the reward worker uses for training metrics.
+A question is one input row, except that rows with the same data source, prompt and ground truth are
+pooled into one question with all their samples (``eval.pool_duplicates``, on by default): ReLIFT's
+validation file repeats each AIME question 8 times, which with n samples per row is scored as
+avg@(8 x n) over 30 questions, and the table says so above its header. A table row whose questions
+repeat unevenly (a few accidental duplicates) is not pooled, with a warning. ``eval.group_by=kk_people``
+splits a knights-and-knaves source into one row per puzzle size (``kk_logic/3ppl``, ...), the layout
+of the Logic-RL tables. A response is correct when the scorer's ``acc`` is >= 0.5 (or, for scorers
+without ``acc``, when its score is > 0), the same rule the reward worker uses for training metrics.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from omegaconf import DictConfig
 from trainer.entry import exit_status, hydra_entry
 from trainer.plan import ConfigChecker, PlanError, check_custom_reward, check_files
 
-__all__ = ["EvalSample", "collect_samples", "evaluate", "records_from_scores", "run_main", "summarize"]
+__all__ = ["EvalSample", "collect_samples", "evaluate", "kk_people", "records_from_scores", "run_main", "summarize"]
 
 logger = logging.getLogger(__name__)
 
 SCORE_BATCH = 2048  # responses per RewardPool.score call (one progress-bar step)
+GROUP_BY = (None, "kk_people")
 
 
 @dataclass
@@ -49,6 +55,16 @@ class EvalSample:
     ground_truth: Any
     extra_info: dict[str, Any] | None = None
     response_length: int | None = None
+    question_id: int | None = None   # pooled id (rows with the same prompt and ground truth share it)
+    group: str | None = None         # the table row it counts in (data_source unless eval.group_by)
+
+    @property
+    def qid(self) -> int:
+        return self.prompt_id if self.question_id is None else self.question_id
+
+    @property
+    def row_key(self) -> str:
+        return self.data_source if self.group is None else self.group
 
 
 @dataclass
@@ -65,6 +81,9 @@ class _Settings:
     ks: list[int] | None
     percent: bool
     save_scores: bool
+    pool: bool = True
+    group_by: str | None = None
+    prompt_key: str = "prompt"
     warnings: list[str] = field(default_factory=list)
 
 
@@ -101,11 +120,18 @@ def _check(cfg: Any) -> _Settings:
             ks = None
     percent = c.bool("eval.percent", default=True)
     save_scores = c.bool("eval.save_scores", default=True)
+    pool = c.bool("eval.pool_duplicates", default=True)
+    group_by = c.raw("eval.group_by")
+    if group_by not in GROUP_BY:
+        c.fail(f"eval.group_by: unknown grouping {group_by!r}; choose null or kk_people")
+    prompt_key = c.raw("data.prompt_key", "prompt")
+    if not isinstance(prompt_key, str) or not prompt_key:
+        c.fail(f"data.prompt_key must name a column, got {prompt_key!r}")
     if c.problems:
         raise PlanError(c.problems)
     return _Settings(files=files, output_path=Path(out).expanduser(), num_workers=num_workers,
                      timeout=float(timeout), think_format=think, custom=custom, ks=ks, percent=percent,
-                     save_scores=save_scores, **keys)
+                     save_scores=save_scores, pool=bool(pool), group_by=group_by, prompt_key=prompt_key, **keys)
 
 
 def _responses(value: Any, key: str, where: str) -> list[str]:
@@ -119,15 +145,29 @@ def _responses(value: Any, key: str, where: str) -> list[str]:
                      f"{type(value).__name__}: {str(value)[:80]!r}")
 
 
+def kk_people(ground_truth: Any, where: str = "") -> int:
+    """People in a knights-and-knaves puzzle: the lines of its ``solution_text_format`` ("(1) ... (n) ...")."""
+    text = ground_truth.get("solution_text_format") if isinstance(ground_truth, dict) else ground_truth
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: eval.group_by=kk_people needs a ground truth with solution_text_format, "
+                         f"got {str(ground_truth)[:80]!r}")
+    return len([line for line in text.strip().splitlines() if line.strip()])
+
+
 def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], response_key: str = "responses",
                     data_source_key: str = "data_source", reward_model_key: str = "reward_model",
-                    prompt_key: str = "prompt") -> list[EvalSample]:
+                    pool: bool = False, prompt_key: str = "prompt", group_by: str | None = None
+                    ) -> list[EvalSample]:
     """One :class:`EvalSample` per response of every row; the prompt id is the global row number.
 
+    ``pool``: rows with the same data source, prompt (``prompt_key``) and ground truth get one
+    ``question_id`` (that of the first); without a prompt column nothing is pooled.
+    ``group_by="kk_people"``: the table row becomes ``<data_source>/<people>ppl``.
     Raises ``KeyError`` naming missing columns (and the columns that exist), ``ValueError`` naming
     the file and row of a malformed cell.
     """
     from relift.data.io import as_dict, read_parquet_files  # noqa: PLC0415
+    from relift.metrics.capability import pool_ids  # noqa: PLC0415
 
     table = read_parquet_files(files)
     table.require_columns([response_key, data_source_key, reward_model_key], "main_eval")
@@ -135,7 +175,12 @@ def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], resp
     has_lengths = "response_lengths" in table.columns
     from relift.rewards.prefill import prefill_from_prompt_cell  # noqa: PLC0415  (a prompt's opened <think> counts)
     has_prompt = prompt_key in table.columns
+    pool = pool and prompt_key in table.columns
+    uneven: set[str] = set()
+    if not pool:
+        logger.info("not pooling duplicate prompts (eval.pool_duplicates=false or no %r column)", prompt_key)
     samples: list[EvalSample] = []
+    keys: list[Any] = []
     for row in range(len(table)):
         where = table.origin(row)
         responses = _responses(table.cell(row, response_key), response_key, where)
@@ -149,9 +194,24 @@ def collect_samples(files: str | os.PathLike | Sequence[str | os.PathLike], resp
         if not isinstance(lengths, list) or len(lengths) != len(responses):
             lengths = [None] * len(responses)
         prefill = prefill_from_prompt_cell(table.cell(row, prompt_key)) if has_prompt else ""
+        group = f"{source}/{kk_people(truth, where)}ppl" if group_by == "kk_people" else None
+        keys.append((source, repr(table.cell(row, prompt_key)), repr(truth)) if pool else row)
         for j, (text, length) in enumerate(zip(responses, lengths)):
             samples.append(EvalSample(source, row, j, prefill + text, truth, extra or None,
-                                      None if length is None else int(length)))
+                                      None if length is None else int(length), group=group))
+    question_of_row, copies = pool_ids(keys)
+    if pool:
+        # pooling needs the same number of copies for every question of a table row; where they differ
+        # (a file with a few accidental repeats) that row's questions stay one per input row
+        per_group: dict[str, set[int]] = {}
+        for s in samples:
+            per_group.setdefault(s.row_key, set()).add(copies[question_of_row[s.prompt_id]])
+        uneven = {g for g, c in per_group.items() if len(c) > 1}
+        for g in sorted(uneven):
+            logger.warning("%s: duplicated prompts repeat unevenly (copies per question: %s); not pooling them, "
+                           "every row counts as one question", g, sorted(per_group[g]))
+    for s in samples:
+        s.question_id = s.prompt_id if pool and s.row_key in uneven else question_of_row[s.prompt_id]
     return samples
 
 
@@ -184,7 +244,7 @@ def records_from_scores(samples: Sequence[EvalSample], results: Sequence[dict[st
     records = []
     for s, r in zip(samples, results):
         pred = r.get("pred")
-        records.append({"data_source": s.data_source, "prompt_id": s.prompt_id, "correct": _correct(r),
+        records.append({"data_source": s.row_key, "prompt_id": s.qid, "correct": _correct(r),
                         "pred": None if pred is None or pred == "" else str(pred)})
     return records
 
@@ -196,7 +256,8 @@ def summarize(samples: Sequence[EvalSample], results: Sequence[dict[str, Any]], 
 
     summary = summarize_samples(records_from_scores(samples, results), ks=ks)
     for source, row in summary.items():
-        mine = [(s, r) for s, r in zip(samples, results) if s.data_source == source]
+        mine = [(s, r) for s, r in zip(samples, results) if s.row_key == source]
+        row["rows"] = len({s.prompt_id for s, _ in mine})
         row["timeouts"] = sum(bool(r.get("timeout")) for _, r in mine)
         row["errors"] = sum(bool(r.get("error")) for _, r in mine)
         lengths = [s.response_length for s, _ in mine if s.response_length is not None]
@@ -227,7 +288,20 @@ def render_table(result: dict[str, Any], percent: bool = True) -> str:
              for src, row in result["per_source"].items()}
     if result.get("average"):
         table["average"] = {k: v for k, v in result["average"].items() if k != "num_sources"}
-    return to_markdown(table, percent=percent)
+    return "".join(pooling_notes(result["per_source"])) + to_markdown(table, percent=percent)
+
+
+def pooling_notes(per_source: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per source whose duplicated rows were pooled, e.g. ``aime: 240 rows -> 30 questions ...``."""
+    notes = []
+    for src, row in per_source.items():
+        rows, questions, n = row.get("rows"), row["num_prompts"], row["n"]
+        if rows and rows != questions:
+            copies = rows / questions
+            per_row = n / copies
+            notes.append(f"{src}: {rows} rows pooled into {questions} questions ({copies:g} copies each): "
+                         f"n = {per_row:g} samples x {copies:g} copies = {n} per question, mean@n = avg@{n}\n")
+    return notes
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -241,7 +315,8 @@ def _write_scores(path: Path, samples: Sequence[EvalSample], results: Sequence[d
     import pandas as pd  # noqa: PLC0415
 
     frame = pd.DataFrame({
-        "data_source": [s.data_source for s in samples], "prompt_id": [s.prompt_id for s in samples],
+        "data_source": [s.data_source for s in samples], "group": [s.row_key for s in samples],
+        "prompt_id": [s.prompt_id for s in samples], "question_id": [s.qid for s in samples],
         "sample": [s.sample for s in samples], "score": [float(r["score"]) for r in results],
         "correct": [_correct(r) for r in results],
         "pred": [None if r.get("pred") is None else str(r.get("pred")) for r in results],
@@ -257,7 +332,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     settings = _check(cfg)
     try:
         samples = collect_samples(settings.files, settings.response_key, settings.data_source_key,
-                                  settings.reward_model_key)
+                                  settings.reward_model_key, pool=settings.pool, prompt_key=settings.prompt_key,
+                                  group_by=settings.group_by)
     except (KeyError, ValueError) as err:
         raise PlanError([str(err).strip("'\"")], what="input data") from err
     if not samples:
@@ -277,12 +353,15 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     print(f"[relift] scored {result['num_samples']} responses: {result['timeouts']} reward timeouts, "
           f"{result['errors']} reward errors (each scored 0)", flush=True)
     _write_json(settings.output_path, payload)
-    print(f"[relift] wrote {settings.output_path}", flush=True)
     if settings.save_scores:
         scores_path = settings.output_path.with_name(settings.output_path.stem + ".scores.parquet")
         _write_scores(scores_path, samples, results)
         payload["scores_path"] = str(scores_path)
     payload["output_path"] = str(settings.output_path)
+    print(f"[relift] numbers (JSON): {settings.output_path}", flush=True)
+    if settings.save_scores:
+        print(f"[relift] one row per response: {payload['scores_path']} (input of trainer.main_capability)",
+              flush=True)
     return payload
 
 

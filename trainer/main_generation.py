@@ -297,12 +297,15 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
         if group is None:
             group, cleanup = _start_workers(plan)
         try:
-            bar = tqdm(pending, total=len(chunks), initial=len(finished), desc="generating", unit="chunk",
-                       dynamic_ncols=True)
-            for i in bar:
+            done = sum(len(chunks[i]) for i in finished)
+            bar = tqdm(total=num, initial=done, desc=f"generating ({n} samples per prompt)", unit="prompt",
+                       dynamic_ncols=True)  # counted in prompts so the ETA holds when chunks differ in size
+            for i in pending:
                 rows = chunks[i]
                 responses, lengths = _generate_chunk(group, [prompt_ids[r] for r in rows], tokenizer, n)
                 store.write(i, rows, responses, lengths)
+                bar.update(len(rows))
+            bar.close()
         finally:
             if cleanup is not None:
                 cleanup()
@@ -328,6 +331,9 @@ def run_generation(cfg: Any, group: Any = None) -> dict[str, Any]:
     truncated = sum(1 for x in lengths if x >= plan.max_response_length)
     print(f"[relift] wrote {num} prompts x {n} responses to {plan.output_path} (mean length "
           f"{sum(lengths) / max(len(lengths), 1):.1f} tokens, {truncated} at the length limit)", flush=True)
+    print(f"[relift] files: responses {plan.output_path} | chunks "
+          f"{plan.parts_dir if plan.keep_parts else '(deleted: data.keep_parts=false)'} | "
+          f"score them with: python -m trainer.main_eval data.path={plan.output_path}", flush=True)
     return {**summary, "num_prompts": num, "num_chunks": len(chunks), "chunks_reused": len(finished),
             "chunks_generated": len(pending), "dry_run": False}
 

@@ -204,6 +204,7 @@ class RLTrainer(StepLoop):
         if not self.val_batches:
             return {}
         metrics, _ = run_validation(self.actor_wg, self.reward_wg, self.val_batches, global_step=self.global_step,
+                                    capability=self.spec.trainer.val_capability,
                                     seed=self._step_seed(self.global_step) + _VAL_SEED_OFFSET)
         self.last_val_metrics = metrics
         return metrics

@@ -12,7 +12,10 @@ turns them into a per-data-source table, reported as verl names it:
   knights-and-knaves differs from the accuracy)
 * ``val/reward/timeouts``, ``val/reward/errors``, ``val/response_length/mean``
 
-plus a markdown table for the log.
+plus a markdown table for the log. With ``capability=True`` (``trainer.val_capability``) also
+``val-cap/<data_source>/pass@<n>`` (pass@k at the largest k) and ``val-cap/<data_source>/solve_rate/<bin>``
+(fraction of questions per solve-rate bin, :func:`relift.metrics.capability.capability_metrics`), so a
+run shows whether it gains capability or only accuracy.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from relift.metrics import summarize_samples, to_markdown, to_metric_dict
+from relift.metrics.capability import capability_metrics
 from relift.protocol import DataProto
 from workers.rollout.base import GEN_KEYS
 
@@ -67,11 +71,12 @@ def summarize_validation(records: list[dict[str, Any]]) -> tuple[dict[str, float
 
 
 def run_validation(actor_wg: Any, reward_wg: Any, batches: Iterable[DataProto], global_step: int = 0,
-                   seed: int | None = None) -> tuple[dict[str, float], str]:
+                   seed: int | None = None, capability: bool = False) -> tuple[dict[str, float], str]:
     """Generate, score and summarise every batch of ``batches``; returns (metrics, markdown table).
 
     ``seed``: reseed the rollout sampler first (when the group offers ``set_rollout_seed``), so a
-    sampled validation is reproducible too.
+    sampled validation is reproducible too. ``capability``: also the ``val-cap/...`` metrics (module
+    docstring); the RL trainer passes ``trainer.val_capability``.
     """
     records: list[dict[str, Any]] = []
     timeouts = errors = 0.0
@@ -100,6 +105,8 @@ def run_validation(actor_wg: Any, reward_wg: Any, batches: Iterable[DataProto], 
     if not records:
         raise ValueError("validation: no validation prompts (data.val_files gave no rows)")
     metrics, table = summarize_validation(records)
+    if capability:
+        metrics.update(capability_metrics(records))
     metrics["val/reward/timeouts"] = timeouts
     metrics["val/reward/errors"] = errors
     metrics["val/response_length/mean"] = float(np.mean(lengths))

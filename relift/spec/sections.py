@@ -279,6 +279,7 @@ class TrainerSpec:
     test_freq: int
     val_before_train: bool
     val_only: bool
+    val_capability: bool     # also log pass@k at the largest k and the solve-rate histogram per validation
     default_local_dir: str
     resume_mode: str
     resume_from_path: str | None

@@ -131,6 +131,7 @@ def check_trainer(c: ConfigChecker, ckpt_keep_key: str, *, online: bool) -> Trai
         test_freq=test_freq if test_freq is not None else -1,
         val_before_train=c.bool("trainer.val_before_train"),
         val_only=c.bool("trainer.val_only") if online else False,
+        val_capability=c.bool("trainer.val_capability") if online else False,
         default_local_dir=str(local_dir) if local_dir else "", resume_mode=mode,
         resume_from_path=None if resume_path is None else str(resume_path),
         max_ckpt_to_keep=c.int(ckpt_keep_key, min_value=1, allow_none=True), seed=c.int("trainer.seed", min_value=0),
