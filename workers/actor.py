@@ -117,6 +117,7 @@ class ActorConfig:
     dpo_beta: float = 0.1
     simpo_beta: float = 2.0
     simpo_gamma: float = 1.0
+    simpo_cpo_alpha: float = 0.0  # TRL's NLL term on the chosen completion (0 = off)
 
     @classmethod
     def from_any(cls, config: Any) -> ActorConfig:
@@ -657,7 +658,7 @@ class DataParallelActor:
             hp = {"beta": cfg.dpo_beta if beta is None else beta}
         else:
             hp = {"beta": cfg.simpo_beta if beta is None else beta,
-                  "gamma": cfg.simpo_gamma if gamma is None else gamma}
+                  "gamma": cfg.simpo_gamma if gamma is None else gamma, "cpo_alpha": cfg.simpo_cpo_alpha}
         metrics = _MetricSums()
         skipped = 0
         self.module.train()

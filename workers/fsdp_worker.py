@@ -115,6 +115,7 @@ def to_worker_config(config: Any) -> Any:
         "ppo_mini_batch_size": batch, "ppo_micro_batch_size_per_gpu": micro, "logits_chunk_size": logits_chunk,
         "grad_clip": optim.pop("grad_clip", 1.0), "optim": optim, "fsdp_config": fsdp_config,
         "redi_alpha": loss.get("alpha", 0.8), "simpo_gamma": loss.get("gamma", 1.0),
+        "simpo_cpo_alpha": loss.get("cpo_alpha", 0.0),  # redi branch: SimPO NLL term
         "offline_batch_size": batch,
     }
     if loss.get("beta") is not None:
