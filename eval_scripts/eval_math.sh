@@ -108,6 +108,10 @@ for b in "${names[@]}"; do files="${files:+$files,}'$data_dir/$b.parquet'"; done
     trainer.n_gpus_per_node="$N_GPUS" \
     "$@"
 
+case " $* " in  # a dry run only plans the generation; there is nothing to score
+    *" trainer.dry_run=true "*) echo "[eval_math] trainer.dry_run=true: generation planned, scoring skipped"; exit 0 ;;
+esac
+
 # 3. score every response and print the table
 # shellcheck disable=SC2086  # EVAL_ARGS is a list of overrides
 "$PYTHON" -m trainer.main_eval \
