@@ -34,7 +34,10 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Any], trainer_modul
         return EXIT_BAD_CONFIG
     print(plan.render(), flush=True)
     if cfg.trainer.get("dry_run", False):
+        from trainer.dry_run_preview import print_preview  # noqa: PLC0415 - redi branch: first row as the model sees it
+
+        rc = print_preview(cfg, EXIT_BAD_CONFIG)
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
-        return 0
+        return rc
     importlib.import_module(trainer_module).run(cfg, plan)
     return 0
