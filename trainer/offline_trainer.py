@@ -95,6 +95,9 @@ class OfflineTrainer:
             raise ValueError(f"loss.type={self.loss_type} does not go with data.kind={self.kind} "
                              "(sft needs data.kind=sft; redi/dpo/simpo need data.kind=pairs)")
         self.uses_ref = self.loss_type == "dpo"
+        # redi branch: ref.precompute = DPO reference from the untrained policy, cached (trainer/dpo_ref_cache.py)
+        self.ref_cache: Any = None
+        self.ref_precompute = self.uses_ref and bool(_sel(cfg, "ref.precompute", False))
         self.batch_size = int(_sel(cfg, "data.train_batch_size"))
         self.local_dir = str(_sel(cfg, "trainer.default_local_dir"))
         self.seed = int(_sel(cfg, "trainer.seed", 1))
@@ -153,8 +156,8 @@ class OfflineTrainer:
         # the worker has no actor+ref role without a rollout, so DPO builds actor_rollout_ref (one idle engine)
         self.groups = build_worker_groups(self.cfg, nnodes=int(_sel(self.cfg, "trainer.nnodes", 1)),
                                           n_gpus_per_node=int(_sel(self.cfg, "trainer.n_gpus_per_node", 1)),
-                                          device=device, with_ref=self.uses_ref, with_reward=False,
-                                          with_rollout=self.uses_ref)
+                                          device=device, with_ref=self.uses_ref and not self.ref_precompute,
+                                          with_reward=False, with_rollout=self.uses_ref and not self.ref_precompute)
         self.actor_wg = self.groups.actor
 
     def _build_tracker(self) -> None:
@@ -164,7 +167,16 @@ class OfflineTrainer:
                                 str(_sel(self.cfg, "trainer.experiment_name", "offline")), loggers,
                                 config=self.cfg, local_dir=self.local_dir,
                                 console_keys={"loss": "train/loss", "val_loss": "val/loss", "lr": "train/lr",
-                                              "grad_norm": "train/grad_norm", "step_s": "timing_s/step"})
+                                              "grad_norm": "train/grad_norm", "step_s": "timing_s/step",
+                                              **self._pair_console_keys()})
+
+    def _pair_console_keys(self) -> dict[str, str]:
+        """redi branch: chosen/rejected log-prob, margin, chosen > rejected on the console (trainer/pair_plotting.py)."""
+        if self.kind == "sft":
+            return {}
+        from trainer.pair_plotting import console_keys  # noqa: PLC0415
+
+        return console_keys(self.loss_type)
 
     # ------------------------------------------------------------------ steps
     def train_step(self, batch: DataProto) -> dict[str, Any]:
@@ -178,7 +190,9 @@ class OfflineTrainer:
                 prefix = "sft"
             else:
                 data = to_pair_layout(batch)
-                if self.uses_ref:
+                if self.ref_cache is not None:
+                    data = self.ref_cache.attach(data, batch, "train")
+                elif self.uses_ref:
                     with timed("ref", timings):
                         data = data.union(self.actor_wg.compute_ref_log_prob(data))
                 data.meta_info["loss_type"] = self.loss_type
@@ -225,9 +239,12 @@ class OfflineTrainer:
                                      beta=float(_sel(self.cfg, "loss.beta", 2.0)),
                                      gamma=float(_sel(self.cfg, "loss.gamma", 1.0)))
             else:
-                ref = {s: self._seq_log_probs(d, ref=True) for s, d in sides.items()}
-                loss, _ = dpo_loss(*((lp[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")),
-                                   *((ref[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")),
+                if self.ref_cache is not None:
+                    ref_sums = self.ref_cache.lookup(batch, "val")
+                else:
+                    ref = {s: self._seq_log_probs(d, ref=True) for s, d in sides.items()}
+                    ref_sums = tuple((ref[s] * mask[s]).sum(-1) for s in ("chosen", "rejected"))
+                loss, _ = dpo_loss(*((lp[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")), *ref_sums,
                                    beta=float(_sel(self.cfg, "loss.beta", 0.1)))
             total += float(loss) * len(batch)
             pairs += len(batch)
@@ -265,6 +282,10 @@ class OfflineTrainer:
         try:
             self._build_workers()
             resumed = self.load_checkpoint()
+            if self.ref_precompute:  # redi branch: before the first update, from the SFT weights
+                from trainer.dpo_ref_cache import prepare_ref_cache  # noqa: PLC0415
+
+                self.ref_cache = prepare_ref_cache(self, resumed)
             test_freq = int(_sel(self.cfg, "trainer.test_freq", -1))
             save_freq = int(_sel(self.cfg, "trainer.save_freq", -1))
             if self.val_batches and not resumed and bool(_sel(self.cfg, "trainer.val_before_train", False)):
@@ -292,6 +313,11 @@ class OfflineTrainer:
                     if is_last:
                         break
             bar.close()
+            if self.kind != "sft" and (Path(self.local_dir) / "metrics.jsonl").is_file():  # redi branch: the plot
+                from trainer.pair_plotting import plot_pair_metrics  # noqa: PLC0415
+
+                plot_pair_metrics({self.loss_type: Path(self.local_dir) / "metrics.jsonl"},
+                                  Path(self.local_dir) / "pair_metrics.png")
             if bool(_sel(self.cfg, "trainer.export_hf", False)):
                 out = Path(self.local_dir) / "hf"
                 self.actor_wg.export_hf(str(out))
