@@ -118,6 +118,22 @@ def common(args: argparse.Namespace, out: Path, seed: int, batch: int) -> list[s
             "trainer.logger=[jsonl]", f"trainer.experiment_name={out.name}"]
 
 
+def run_stage1(args: argparse.Namespace, data: Path, sd: Path, seed: int, val_rows: list[dict[str, Any]],
+               stamp: Any) -> dict[str, Any]:
+    """A tiny random model, stage-1 SFT on the positives (exported to ``sd/stage1/hf``), its accuracy."""
+    from relift.models.tiny import build_tiny_model
+
+    stamp(f"seed {seed}: 1/3 tiny model + stage-1 SFT ({args.sft1_steps} steps x {args.sft1_batch})")
+    build_tiny_model(str(sd / "model"), hidden_size=args.hidden, num_layers=args.layers, num_heads=4,
+                     num_kv_heads=4, intermediate_size=2 * args.hidden, max_position_embeddings=128, seed=seed)
+    offline([f"data.train_files={data / 'sft.parquet'}", f"model.path={sd / 'model'}", "data.kind=sft",
+             "loss.type=sft", f"optim.lr={args.sft1_lr}", f"trainer.total_training_steps={args.sft1_steps}",
+             *common(args, sd / "stage1", seed, args.sft1_batch)])
+    acc = evaluate(sd / "stage1" / "hf", val_rows, args.val_n, seed)
+    stamp(f"seed {seed}: stage-1 SFT model val_acc {acc:.3f}")
+    return {"method": "stage1", "seed": seed, "val_acc": acc}
+
+
 # ------------------------------------------------------------------------------------------ evaluation
 def evaluate(model_dir: Path, val_rows: list[dict[str, Any]], n: int, seed: int, batch: int = 256) -> float:
     """mean@n accuracy: n samples per problem (temperature 0.6, top-p 0.95), toy_arithmetic scorer."""
@@ -155,7 +171,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot(out: Path, records: list[dict[str, Any]], seeds: list[int]) -> Path:
+def plot(out: Path, records: list[dict[str, Any]], seeds: list[int], tag: str = "") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,7 +192,7 @@ def plot(out: Path, records: list[dict[str, Any]], seeds: list[int]) -> Path:
     ax.set_ylabel("validation accuracy (mean@n)")
     ax.set_title("stage 2 from the same SFT model (bars: mean, dots: seeds)")
     for seed in seeds:
-        rows = [m for m in read_metrics(out / f"seed{seed}" / "redi" / "metrics.jsonl") if "redi/logps/chosen" in m]
+        rows = [m for m in read_metrics(out / f"seed{seed}" / f"redi{tag}" / "metrics.jsonl") if "redi/logps/chosen" in m]
         steps = [m.get("step", m.get("training/global_step")) for m in rows]
         label = f"seed {seed}"
         axes[1].plot(steps, [m["redi/logps/chosen"] for m in rows], color="C2", alpha=0.7,
@@ -194,7 +210,7 @@ def plot(out: Path, records: list[dict[str, Any]], seeds: list[int]) -> Path:
     axes[2].set_xlabel("step")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
-    path = out / "redi_vs_baselines.png"
+    path = out / f"redi_vs_baselines{tag}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -234,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2-batch", type=int, default=32, help="pairs (or SFT examples) per optimiser step")
     p.add_argument("--lr2", type=float, default=3e-4, help="REDI's stage-2 lr; the others keep the paper's ratios")
     p.add_argument("--methods", default=" ".join(METHODS))
+    p.add_argument("--alpha", type=float, default=0.8, help="REDI's alpha (the paper: 0.8)")
+    p.add_argument("--tag", default="", help="suffix for the stage-2 run folders and result files (ablations)")
+    p.add_argument("--reuse-stage1", action="store_true",
+                   help="reuse <out>/seed<N>/stage1/hf and stage1.json from an earlier run (ablations)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split()]
     methods = args.methods.split()
@@ -250,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataset.prepare_redi import prepare
     from dataset.toy_arithmetic import make_rows
-    from relift.models.tiny import build_tiny_model, build_tiny_tokenizer
+    from relift.models.tiny import build_tiny_tokenizer
 
     levels = tuple(int(x) for x in args.levels.split(","))
     data = out / "data"
@@ -267,37 +287,37 @@ def main(argv: list[str] | None = None) -> int:
     stage1: list[dict[str, Any]] = []
     for seed in seeds:
         sd = out / f"seed{seed}"
-        stamp(f"seed {seed}: 1/3 tiny model + stage-1 SFT ({args.sft1_steps} steps x {args.sft1_batch})")
-        build_tiny_model(str(sd / "model"), hidden_size=args.hidden, num_layers=args.layers, num_heads=4,
-                         num_kv_heads=4, intermediate_size=2 * args.hidden, max_position_embeddings=128, seed=seed)
-        offline([f"data.train_files={data / 'sft.parquet'}", f"model.path={sd / 'model'}", "data.kind=sft",
-                 "loss.type=sft", f"optim.lr={args.sft1_lr}", f"trainer.total_training_steps={args.sft1_steps}",
-                 *common(args, sd / "stage1", seed, args.sft1_batch)])
         sft_model = sd / "stage1" / "hf"
-        acc = evaluate(sft_model, val_rows, args.val_n, seed)
-        stage1.append({"method": "stage1", "seed": seed, "val_acc": acc})
-        stamp(f"seed {seed}: stage-1 SFT model val_acc {acc:.3f}")
+        old = {r["seed"]: r for r in json.loads((out / "stage1.json").read_text())} \
+            if args.reuse_stage1 and (out / "stage1.json").is_file() else {}
+        if args.reuse_stage1 and (sft_model / "config.json").is_file() and seed in old:
+            stage1.append(old[seed])
+            stamp(f"seed {seed}: reusing the stage-1 SFT model {sft_model} (val_acc {old[seed]['val_acc']:.3f})")
+        else:
+            stage1.append(run_stage1(args, data, sd, seed, val_rows, stamp))
         for method in methods:
             lr = args.lr2 * LR_RATIO[method]
             if method == "sft":
                 extra = [f"data.train_files={data / 'sft.parquet'}", "data.kind=sft", "loss.type=sft"]
             else:
                 extra = [f"data.train_files={data / 'pairs.parquet'}", "data.kind=pairs", f"loss.type={method}"]
-                extra += {"redi": ["loss.alpha=0.8"], "dpo": ["loss.beta=0.001"],
+                extra += {"redi": [f"loss.alpha={args.alpha}"], "dpo": ["loss.beta=0.001"],
                           "simpo": ["loss.beta=2.0", "loss.gamma=1.0"]}[method]
+            run_dir = sd / f"{method}{args.tag}"
             stamp(f"seed {seed}: 2/3 stage 2 {method} ({args.stage2_steps} steps x {args.stage2_batch}, lr {lr:g})")
             offline([f"model.path={sft_model}", f"optim.lr={lr}", f"trainer.total_training_steps={args.stage2_steps}",
-                     *extra, *common(args, sd / method, seed, args.stage2_batch)])
-            acc = evaluate(sd / method / "hf", val_rows, args.val_n, seed)
+                     *extra, *common(args, run_dir, seed, args.stage2_batch)])
+            acc = evaluate(run_dir / "hf", val_rows, args.val_n, seed)
             records.append({"method": method, "seed": seed, "val_acc": acc})
             stamp(f"seed {seed}: 3/3 {method} val_acc {acc:.3f}")
-            (out / "redi_vs_baselines.json").write_text(json.dumps(records, indent=1) + "\n")
-        (out / "stage1.json").write_text(json.dumps(stage1, indent=1) + "\n")
-    (out / "redi_vs_baselines.json").write_text(json.dumps(records, indent=1) + "\n")
-    png = plot(out, records, seeds)
+            (out / f"redi_vs_baselines{args.tag}.json").write_text(json.dumps(records, indent=1) + "\n")
+        if not args.reuse_stage1:
+            (out / "stage1.json").write_text(json.dumps(stage1, indent=1) + "\n")
+    (out / f"redi_vs_baselines{args.tag}.json").write_text(json.dumps(records, indent=1) + "\n")
+    png = plot(out, records, seeds, args.tag)
     wall = time.time() - start
     summary = {"wall_s": round(wall), "data_counts": counts, "args": vars(args)}
-    (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / f"run{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(table(records, stage1, seeds))
     stamp(f"done in {wall:.0f}s: {out / 'redi_vs_baselines.json'}, {png}")
     return 0
