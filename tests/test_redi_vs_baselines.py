@@ -57,3 +57,19 @@ def test_shell_help_and_missing_venv(tmp_path):
     res = subprocess.run(["sh", str(fake / script.name)], cwd=tmp_path, capture_output=True, text=True, timeout=30,
                          env=env)
     assert res.returncode == 1 and "create it with: bash" in res.stderr and "scripts/setup_env.sh" in res.stderr
+
+
+def test_error_kinds_by_hand():
+    spec2 = importlib.util.spec_from_file_location("rek", REPO / "examples" / "quickstart" / "redi_error_kinds.py")
+    rek = importlib.util.module_from_spec(spec2)
+    spec2.loader.exec_module(rek)
+    assert rek.classify("47+85=", "7+5=12 4+8+1=13 \\boxed{132}") == "correct"
+    assert rek.classify("47+85=", "7+5=13 4+8+1=13 \\boxed{133}") == "step slip"   # 7+5 is not 13
+    assert rek.classify("47+85=", "7+5=12 4+8=12 \\boxed{122}") == "step slip"     # dropped carry
+    assert rek.classify("47+85=", "7+5=12 4+8+1=13 \\boxed{131}") == "copy slip"   # steps right, box wrong
+    assert rek.classify("47+85=", "\\boxed{131}") == "other"
+    rng = random.Random(3)
+    for _ in range(200):  # the teacher's own slips are step slips, never copy slips
+        a, b = rng.randrange(10, 100), rng.randrange(10, 100)
+        text, _ = rvb.teacher_trace(a, b, rng, slip=True)
+        assert rek.classify(f"{a}+{b}=", text) == "step slip", text
