@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"wall_s": round(wall), "data_counts": counts, "args": vars(args)}
     (out / f"run{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(table(records, stage1, seeds))
-    stamp(f"done in {wall:.0f}s: {out / 'redi_vs_baselines.json'}, {png}")
+    stamp(f"done in {wall:.0f}s: {out / f'redi_vs_baselines{args.tag}.json'}, {png}")
     return 0
 
 
