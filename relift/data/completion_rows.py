@@ -28,7 +28,7 @@ from relift.data.common import encode, render_prompt
 from relift.data.io import ParquetTable, as_messages, to_python
 
 __all__ = ["Prompt", "read_prompt", "split_completion", "read_sft_row", "read_pair_row", "render_completion",
-           "completion_ids", "check_layout_columns"]
+           "completion_ids", "check_layout_columns", "prompt_text_of"]
 
 Prompt = list[dict[str, str]] | str  # messages, or a plain string (used as is without a template)
 
