@@ -7,11 +7,11 @@
 # SCORES: a <run>.scores.parquet from trainer.main_eval (eval_math.sh writes one per run) or a folder
 # holding exactly one. The first model is the baseline of the transition tables. Writes
 # DIR/passk_<benchmark>.png, DIR/solve_rate_<benchmark>.png, DIR/capability.md and DIR/capability.json.
-# Python: $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python.
+# Python: $PYTHON, else $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python.
 set -eu
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 case "${1:-}" in -h|--help|"") sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 0; exit 2 ;; esac
-if [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
+if [ -n "${PYTHON:-}" ]; then :; elif [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
 if [ ! -x "$PYTHON" ]; then
     echo "[capability] no python at $PYTHON; create the environment with: bash $repo/scripts/setup_env.sh" >&2
     exit 2

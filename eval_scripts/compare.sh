@@ -6,11 +6,11 @@
 # RESULT: a trainer.main_eval JSON (<run>.json) or a folder of them (eval_math.sh's OUT_DIR, one per
 # model); NAME= sets the row name (default: the folder's name). Prints a markdown table (models as
 # rows, benchmarks + average as columns, values in %) and writes PREFIX.md and PREFIX.csv
-# (default ./comparison). Python: $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python.
+# (default ./comparison). Python: $PYTHON, else $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python.
 set -eu
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 case "${1:-}" in -h|--help|"") sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 0; exit 2 ;; esac
-if [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
+if [ -n "${PYTHON:-}" ]; then :; elif [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
 if [ ! -x "$PYTHON" ]; then
     echo "[compare] no python at $PYTHON; create the environment with: bash $repo/scripts/setup_env.sh" >&2
     exit 2

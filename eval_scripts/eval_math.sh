@@ -29,7 +29,7 @@
 #   EVAL_ARGS            extra Hydra overrides for trainer.main_eval (space-separated)
 #   CAPABILITY           1 = also run trainer.main_capability on the scores (pass@k curve, histogram) [0]
 #   RELIFT_VALID (relift), KK_DIR, KK_MODEL = rl | instruct | r1distill (kk): see protocols.sh
-#   Python: $RELIFT_VENV/bin/python if RELIFT_VENV is set, else <repo>/.venv/bin/python.
+#   Python: $PYTHON if set, else $RELIFT_VENV/bin/python if RELIFT_VENV is set, else <repo>/.venv/bin/python.
 #
 # Reruns resume: finished chunks in $OUT_DIR/<run>.parquet.parts/ are kept and skipped. Results:
 # $OUT_DIR/<run>.parquet (responses), <run>.json (numbers), <run>.scores.parquet (one row per response);
@@ -40,7 +40,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "${1:-}" in -h|--help) sed -n '2,/^if \[ -z/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
-if [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
+if [ -n "${PYTHON:-}" ]; then :; elif [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
 if [ ! -x "$PYTHON" ]; then
     echo "[eval_math] no python at $PYTHON; create the environment with: bash $repo/scripts/setup_env.sh" \
          "(or set RELIFT_VENV to an existing one)" >&2
@@ -131,6 +131,10 @@ fi
     trainer.nnodes="$NNODES" \
     trainer.n_gpus_per_node="$N_GPUS" \
     "$@"
+
+case " $* " in  # a dry run only plans the generation; there is nothing to score
+    *" trainer.dry_run=true "*) echo "[eval_math] trainer.dry_run=true: generation planned, scoring skipped"; exit 0 ;;
+esac
 
 # 3. score every response and print the table
 # shellcheck disable=SC2086  # EVAL_ARGS is a list of overrides

@@ -54,14 +54,14 @@ def test_sft_loss_mask_covers_exactly_the_response(sft_file, tok):
     for i, (messages, response) in enumerate(ROWS):
         item = ds[i]
         P = n_tok(chatml_prompt(messages))
-        R = len(response.encode()) + 1  # + EOS
+        R = len(response.encode()) + 3  # + the template's end-of-turn "<|im_end|>\n" + EOS
         assert set(item) == {"input_ids", "attention_mask", "position_ids", "loss_mask", "index"}
         assert item["loss_mask"].tolist() == [0] * P + [1] * R + [0] * (L - P - R)
         assert item["attention_mask"].tolist() == [1] * (P + R) + [0] * (L - P - R)
         assert item["position_ids"][: P + R].tolist() == list(range(P + R))
         ids = item["input_ids"]
         assert tok.decode(ids[:P]) == chatml_prompt(messages)
-        assert tok.decode(ids[item["loss_mask"].bool()]) == response + "<|im_end|>"
+        assert tok.decode(ids[item["loss_mask"].bool()]) == response + "<|im_end|>\n<|im_end|>"
         assert int(ids[P + R - 1]) == tok.eos_token_id
         assert (ids[P + R:] == tok.pad_token_id).all()
 
@@ -74,7 +74,7 @@ def test_sft_verl_style_string_columns(tmp_path, tok):
     prompt = chatml_prompt([{"role": "user", "content": "2+2?"}])
     P = n_tok(prompt)
     assert tok.decode(item["input_ids"][:P]) == prompt
-    assert item["loss_mask"].tolist() == [0] * P + [1, 1] + [0] * (40 - P - 2)
+    assert item["loss_mask"].tolist() == [0] * P + [1] * 4 + [0] * (40 - P - 4)  # "4" <|im_end|> \n EOS
     raw = SFTDataset(path, tok, prompt_key="question", response_key="answer", max_length=40,
                      apply_chat_template=False)[1]
     assert raw["loss_mask"].tolist() == [0] * 4 + [1, 1] + [0] * 34  # "2+2?" is 4 tokens, no template
@@ -83,7 +83,7 @@ def test_sft_verl_style_string_columns(tmp_path, tok):
 def test_sft_truncation_modes(sft_file, tok):
     messages, response = ROWS[1]
     P = n_tok(chatml_prompt(messages))
-    R = len(response.encode()) + 1
+    R = len(response.encode()) + 3
     limit = P + R - 5
     with pytest.raises(ValueError, match=rf"sft\.parquet row 1: prompt \+ response \+ EOS is {P + R} tokens"):
         SFTDataset(sft_file, tok, max_length=limit)
@@ -101,7 +101,8 @@ def test_sft_truncation_modes(sft_file, tok):
 def test_sft_missing_and_mistyped_response(tmp_path, tok):
     path = tmp_path / "bad.parquet"
     pd.DataFrame({"prompt": ["a", "b"], "answer": ["x", "y"]}).to_parquet(path)
-    with pytest.raises(KeyError, match=r"\['target'\] missing.*available columns: \['prompt', 'answer'\]"):
+    with pytest.raises(KeyError,
+                       match=r"need columns \['prompt', 'target'\].*available columns: \['prompt', 'answer'\]"):
         SFTDataset(path, tok, max_length=64)
     pd.DataFrame({"prompt": ["a", "b"], "target": [1.5, 2.5]}).to_parquet(path)
     with pytest.raises(ValueError, match=r"bad\.parquet row 0: column 'target' must be a string or a list of "
@@ -133,13 +134,14 @@ def test_pair_dataset_shapes_and_masks(pair_file, tok):
     prompt = chatml_prompt([{"role": "user", "content": "Is 9 prime?"}])
     P = n_tok(prompt)
     for side, text in (("chosen", "No, 9 = 3*3."), ("rejected", "Yes.")):
-        R = len(text.encode()) + 1
+        R = len(text.encode()) + 3
         assert item[f"{side}_loss_mask"].tolist() == [0] * P + [1] * R + [0] * (L - P - R)
         assert tok.decode(item[f"{side}_input_ids"][:P]) == prompt
-        assert tok.decode(item[f"{side}_input_ids"][item[f"{side}_loss_mask"].bool()]) == text + "<|im_end|>"
+        trained = item[f"{side}_input_ids"][item[f"{side}_loss_mask"].bool()]
+        assert tok.decode(trained) == text + "<|im_end|>\n<|im_end|>"
     first = ds[0]
     chosen = first["chosen_input_ids"][first["chosen_loss_mask"].bool()].tolist()
-    assert chosen == [261] + list(b"42") + [262, tok.eos_token_id]
+    assert chosen == [261] + list(b"42") + [262, tok.convert_tokens_to_ids("<|im_end|>"), ord("\n"), tok.eos_token_id]
     # chosen and rejected stack into one forward batch
     batch = torch.stack([first["chosen_input_ids"], first["rejected_input_ids"]])
     assert batch.shape == (2, L)
@@ -159,10 +161,11 @@ def test_pair_filter_and_error(pair_file, tok):
 def test_pair_missing_column(tmp_path, tok):
     path = tmp_path / "p.parquet"
     pd.DataFrame({"prompt": ["q"], "chosen": ["a"]}).to_parquet(path)
-    with pytest.raises(KeyError, match=r"preference-pair dataset: column\(s\) \['rejected'\] missing"):
+    with pytest.raises(KeyError, match=r"preference-pair dataset: .* need columns \['prompt', 'chosen', 'rejected'\]"):
         PairDataset(path, tok, max_length=32)
     ds = PairDataset(path, tok, max_length=32, rejected_key="chosen")  # column names are configurable
     item = ds[0]
     assert torch.equal(item["chosen_input_ids"], item["rejected_input_ids"])
     prompt = chatml_prompt([{"role": "user", "content": "q"}])  # a string prompt is one user turn
-    assert tok.decode(item["chosen_input_ids"][item["chosen_attention_mask"].bool()]) == prompt + "a<|im_end|>"
+    whole = item["chosen_input_ids"][item["chosen_attention_mask"].bool()]
+    assert tok.decode(whole) == prompt + "a<|im_end|>\n<|im_end|>"

@@ -263,3 +263,29 @@ def test_simpo_loss_hand_computed():
         simpo_loss(chosen, cm, torch.zeros(2, 3), torch.ones(2, 3))
     with pytest.raises(ValueError, match="must both be"):
         simpo_loss(chosen, cm[:, :1], rejected, rm)
+
+
+def test_simpo_cpo_alpha_adds_the_chosen_nll_per_token():
+    # chosen: 2 tokens with log-probs -1, -3 (mean -2); rejected: 1 token, -4
+    c = torch.tensor([[-1.0, -3.0]], requires_grad=True)
+    r = torch.tensor([[-4.0, 0.0]])
+    cm, rm = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]])
+    base, _ = simpo_loss(c, cm, r, rm, beta=2.0, gamma=1.0)
+    expected = -math.log(1 / (1 + math.exp(-(2.0 * (-2.0) - 2.0 * (-4.0) - 1.0))))  # -log sigmoid(3)
+    assert float(base) == pytest.approx(expected, rel=1e-6)
+    with_nll, m = simpo_loss(c, cm, r, rm, beta=2.0, gamma=1.0, cpo_alpha=0.5)
+    assert float(with_nll) == pytest.approx(expected + 0.5 * 2.0, rel=1e-6)  # + 0.5 x per-token NLL of chosen (2.0)
+    assert float(m["nll/chosen"]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="cpo_alpha must be >= 0"):
+        simpo_loss(c, cm, r, rm, cpo_alpha=-1.0)
+
+
+def test_redi_accuracies_is_the_fraction_of_pairs_with_chosen_above_rejected():
+    c = torch.tensor([[-1.0, -1.0], [-3.0, -3.0], [-2.0, 0.0]])
+    r = torch.tensor([[-2.0, 0.0], [-1.0, 0.0], [-5.0, -5.0]])
+    cm = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    rm = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    _, m = redi_loss(c, cm, r, rm, alpha=0.8)
+    # per-token means: chosen -1, -3, -2; rejected -2, -1, -5 -> chosen wins in pairs 0 and 2
+    assert float(m["accuracies"]) == pytest.approx(2 / 3)
+    assert float(m["margins"]) == pytest.approx(((-1 + 2) + (-3 + 1) + (-2 + 5)) / 3)

@@ -120,3 +120,28 @@ def test_actor_layout_scores_exactly_the_completion_tokens():
                                                         "loss_mask": loss_mask}))
     assert data.batch["responses"].tolist() == [[6, 7, 8, 0]]
     assert data.batch["response_mask"].tolist() == [[0, 1, 1, 0]]  # tokens 7 and 8
+
+
+def test_dpo_cached_reference_matches_the_live_reference(ws, tmp_path):
+    """ref.precompute: the SFT model's log-probs cached before step 1 give the same DPO run, no ref worker."""
+    kw = {"data.kind": "pairs", "loss.type": "dpo", "trainer.total_training_steps": 3, "loss.beta": 0.5}
+    _, live = run(ws, tmp_path / "live", **kw)
+    trainer, cached = run(ws, tmp_path / "cached", **kw, **{"ref.precompute": True})
+    assert not trainer.groups.has_ref and "timing_s/ref" not in cached[0]
+    assert (tmp_path / "cached" / "dpo_ref_cache.pt").is_file()
+    assert cached[0]["dpo/loss"] == pytest.approx(math.log(2), abs=1e-4)
+    for a, b in zip(live, cached):
+        for key in ("dpo/loss", "dpo/rewards/margins", "val/loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
+
+
+def test_redi_run_logs_and_plots_the_pair_numbers(ws, tmp_path):
+    """Each step: chosen/rejected per-token log-prob, margin, fraction chosen > rejected; a PNG at the end."""
+    _, recs = run(ws, tmp_path / "redi", **{"data.kind": "pairs", "loss.type": "redi",
+                                            "trainer.total_training_steps": 3})
+    for r in recs:
+        assert r["redi/margins"] == pytest.approx(r["redi/logps/chosen"] - r["redi/logps/rejected"], abs=1e-5)
+        assert 0.0 <= r["redi/accuracies"] <= 1.0
+    assert recs[-1]["redi/accuracies"] == 1.0  # "7777" is learnt, "abcd" pushed down
+    assert (tmp_path / "redi" / "pair_metrics.png").stat().st_size > 10_000

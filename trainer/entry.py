@@ -36,8 +36,11 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         return EXIT_BAD_CONFIG
     print(render_spec(spec), flush=True)
     if spec.trainer.dry_run:
+        from trainer.dry_run_preview import print_preview  # noqa: PLC0415 - the first row as the model sees it
+
+        rc = print_preview(spec, EXIT_BAD_CONFIG)
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
-        return 0
+        return rc
     train(spec)
     return 0
 

@@ -32,11 +32,10 @@ from typing import Any
 import torch
 
 from relift.algorithms.losses import dpo_loss, redi_loss, simpo_loss
-from relift.data.pair_dataset import PairDataConfig
-from relift.data.sft_dataset import SFTDataConfig
 from relift.protocol import DataProto
-from relift.spec import OfflineDataSpec, OfflineRunSpec
+from relift.spec import OfflineRunSpec
 from relift.utils.timer import timed
+from trainer.data_configs import offline_data_config
 from trainer.rl_trainer import reduce_metrics
 from trainer.step_loop import StepLoop
 
@@ -89,7 +88,14 @@ class OfflineTrainer(StepLoop):
         self.loss_type = spec.loss.type
         self.progress_name = f"{self.loss_type} steps"
         self.uses_ref = spec.ref.enabled
+        # ref.precompute: the DPO reference from the untrained policy, computed once (trainer/dpo_ref_cache.py)
+        self.ref_precompute = spec.ref.precompute
+        self.ref_cache: Any = None
         self.batch_size = spec.data.train_batch_size
+        if self.kind != "sft":  # chosen/rejected log-prob, margin, chosen > rejected on the console
+            from trainer.pair_plotting import console_keys  # noqa: PLC0415
+
+            self.console_keys = {**OfflineTrainer.console_keys, **console_keys(self.loss_type)}
 
     # ------------------------------------------------------------------ setup
     def _dataset(self, files: tuple[str, ...]) -> Any:
@@ -113,8 +119,8 @@ class OfflineTrainer(StepLoop):
     def _build_workers(self) -> None:
         from trainer.workers_setup import build_worker_groups  # noqa: PLC0415
 
-        self.groups = build_worker_groups(self.spec.worker(), self.spec.ray_init, with_ref=self.uses_ref,
-                                          with_rollout=False)
+        self.groups = build_worker_groups(self.spec.worker(), self.spec.ray_init,
+                                          with_ref=self.uses_ref and not self.ref_precompute, with_rollout=False)
         self.actor_wg = self.groups.actor
 
     # ------------------------------------------------------------------ steps
@@ -129,7 +135,9 @@ class OfflineTrainer(StepLoop):
                 prefix = "sft"
             else:
                 data = to_pair_layout(batch)
-                if self.uses_ref:
+                if self.ref_cache is not None:
+                    data = self.ref_cache.attach(data, batch, "train")
+                elif self.uses_ref:
                     with timed("ref", timings):
                         data = data.union(self.actor_wg.compute_ref_log_prob(data))
                 data.meta_info["loss_type"] = self.loss_type
@@ -173,11 +181,15 @@ class OfflineTrainer(StepLoop):
                                     alpha=self.spec.loss.alpha)
             elif self.loss_type == "simpo":
                 loss, _ = simpo_loss(lp["chosen"], mask["chosen"], lp["rejected"], mask["rejected"],
-                                     beta=self.spec.loss.beta, gamma=self.spec.loss.gamma)
+                                     beta=self.spec.loss.beta, gamma=self.spec.loss.gamma,
+                                     cpo_alpha=self.spec.loss.cpo_alpha)
             else:
-                ref = {s: self._seq_log_probs(d, ref=True) for s, d in sides.items()}
-                loss, _ = dpo_loss(*((lp[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")),
-                                   *((ref[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")),
+                if self.ref_cache is not None:
+                    ref_sums = self.ref_cache.lookup(batch, "val")
+                else:
+                    ref = {s: self._seq_log_probs(d, ref=True) for s, d in sides.items()}
+                    ref_sums = tuple((ref[s] * mask[s]).sum(-1) for s in ("chosen", "rejected"))
+                loss, _ = dpo_loss(*((lp[s] * mask[s]).sum(-1) for s in ("chosen", "rejected")), *ref_sums,
                                    beta=self.spec.loss.beta)
             total += float(loss) * len(batch)
             pairs += len(batch)
@@ -185,25 +197,24 @@ class OfflineTrainer(StepLoop):
 
     # ------------------------------------------------------------------ around the loop
     def _before_steps(self, resumed: bool) -> dict[str, Any] | None:
+        if self.ref_precompute:  # before the first update, from the SFT weights
+            from trainer.dpo_ref_cache import prepare_ref_cache  # noqa: PLC0415
+
+            self.ref_cache = prepare_ref_cache(self, resumed)
         if self.val_batches and not resumed and self.spec.trainer.val_before_train:
             self.tracker.log(self.validate(), step=self.global_step)
         return None
 
     def _after_steps(self) -> None:
+        metrics_file = Path(self.local_dir) / "metrics.jsonl"
+        if self.kind != "sft" and metrics_file.is_file():  # the chosen / rejected log-prob plot
+            from trainer.pair_plotting import plot_pair_metrics  # noqa: PLC0415
+
+            plot_pair_metrics({self.loss_type: metrics_file}, Path(self.local_dir) / "pair_metrics.png")
         if self.spec.trainer.export_hf:
             out = Path(self.local_dir) / "hf"
             self.actor_wg.export_hf(str(out))
             logger.info("exported the trained policy to %s", out)
-
-
-def offline_data_config(data: OfflineDataSpec) -> SFTDataConfig | PairDataConfig:
-    """The SFT or pair dataset's settings from the data section."""
-    if data.kind == "sft":
-        return SFTDataConfig(prompt_key=data.prompt_key, response_key=data.response_key, max_length=data.max_length,
-                             truncation=data.truncation, apply_chat_template=data.apply_chat_template)
-    return PairDataConfig(prompt_key=data.prompt_key, chosen_key=data.chosen_key, rejected_key=data.rejected_key,
-                          max_length=data.max_length, truncation=data.truncation,
-                          apply_chat_template=data.apply_chat_template)
 
 
 def run(spec: OfflineRunSpec) -> dict[str, Any]:

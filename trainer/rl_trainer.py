@@ -47,11 +47,11 @@ import torch
 
 from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_advantage
 from relift.algorithms.kl_control import get_kl_controller
-from relift.data.rl_dataset import RLDataConfig
 from relift.protocol import DataProto
-from relift.spec import DataSpec, RLRunSpec
+from relift.spec import RLRunSpec
 from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
+from trainer.data_configs import rl_data_config
 from trainer.run_checkpoint import resolve_resume_dir
 from trainer.step_loop import StepLoop
 from trainer.validation import run_validation
@@ -320,14 +320,6 @@ class RLTrainer(StepLoop):
             if t.val_only:
                 return val
         return None
-
-
-def rl_data_config(data: DataSpec) -> RLDataConfig:
-    """The RL dataset's settings from the data section."""
-    return RLDataConfig(prompt_key=data.prompt_key, max_prompt_length=data.max_prompt_length,
-                        truncation=data.truncation, apply_chat_template=data.apply_chat_template,
-                        target_key=data.target_key, max_target_length=data.max_target_length,
-                        max_response_length=data.max_response_length, data_source_key=data.reward_fn_key)
 
 
 def run(spec: RLRunSpec) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class ActorConfig:
     dpo_beta: float = 0.1
     simpo_beta: float = 2.0
     simpo_gamma: float = 1.0
+    simpo_cpo_alpha: float = 0.0  # TRL's NLL term on the chosen completion (0 = off)
 
     @classmethod
     def from_any(cls, config: Any) -> ActorConfig:

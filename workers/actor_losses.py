@@ -121,7 +121,7 @@ def pair_hyperparameters(cfg: ActorConfig, loss_type: str, alpha: float | None, 
     if loss_type == "dpo":
         return {"beta": cfg.dpo_beta if beta is None else beta}
     return {"beta": cfg.simpo_beta if beta is None else beta,
-            "gamma": cfg.simpo_gamma if gamma is None else gamma}
+            "gamma": cfg.simpo_gamma if gamma is None else gamma, "cpo_alpha": cfg.simpo_cpo_alpha}
 
 
 def pair_step_loss(loss_type: str, hyperparameters: Mapping[str, float], pair_forward: PairForward) -> StepLoss:

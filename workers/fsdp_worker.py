@@ -81,7 +81,7 @@ def actor_config(spec: PolicyWorkerSpec, *, ref: bool = False) -> ActorConfig:
     if spec.loss is not None:  # offline: the whole per-worker batch is one optimiser step
         values.update(sft_mini_batch_size=a.sequences_per_mini_batch_per_worker,
                       pair_mini_batch_size=a.sequences_per_mini_batch_per_worker, redi_alpha=spec.loss.alpha,
-                      simpo_gamma=spec.loss.gamma)
+                      simpo_gamma=spec.loss.gamma, simpo_cpo_alpha=spec.loss.cpo_alpha)
         if spec.loss.beta is not None:
             values.update(dpo_beta=spec.loss.beta, simpo_beta=spec.loss.beta)
     cfg = ActorConfig(**{k: v for k, v in values.items() if v is not None or k in ("clip_ratio_c", "grad_clip")})

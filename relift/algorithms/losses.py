@@ -243,8 +243,10 @@ def redi_loss(chosen_logps: torch.Tensor, chosen_mask: torch.Tensor, rejected_lo
 
     ``LP`` sums the per-token log-probs over the mask, ``|y|`` counts mask tokens (at least 1).
     ``num_pairs``: mini-batch pair count for gradient accumulation (default: this batch's).
-    Metrics: ``logps/chosen``, ``logps/rejected`` (length-normalised), ``loss/chosen``, ``loss/rejected``,
-    ``margins`` (chosen minus rejected normalised log-prob).
+    Metrics: ``logps/chosen``, ``logps/rejected`` (length-normalised: mean log-prob per token),
+    ``loss/chosen``, ``loss/rejected``, ``margins`` (chosen minus rejected normalised log-prob) and
+    ``accuracies`` (fraction of pairs whose chosen per-token log-prob is above the rejected one): the
+    numbers to watch in REDI; a collapsing ``logps/rejected`` (alpha near 1) shows there first.
     """
     _check_pairs(chosen_logps, rejected_logps)
     if alpha < 0:
@@ -256,7 +258,8 @@ def redi_loss(chosen_logps: torch.Tensor, chosen_mask: torch.Tensor, rejected_lo
     loss = _pair_mean(per_pair, num_pairs)
     metrics = {"logps/chosen": _detach(avg_w.mean()), "logps/rejected": _detach(avg_l.mean()),
                "loss/chosen": _detach((-avg_w).mean()), "loss/rejected": _detach((alpha * avg_l).mean()),
-               "margins": _detach((avg_w - avg_l).mean())}
+               "margins": _detach((avg_w - avg_l).mean()),
+               "accuracies": _detach((avg_w > avg_l).float().mean())}
     return loss, metrics
 
 
@@ -293,12 +296,16 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 
 
 def simpo_loss(chosen_logps: torch.Tensor, chosen_mask: torch.Tensor, rejected_logps: torch.Tensor,
-               rejected_mask: torch.Tensor, beta: float = 2.0, gamma: float = 1.0, *,
+               rejected_mask: torch.Tensor, beta: float = 2.0, gamma: float = 1.0, *, cpo_alpha: float = 0.0,
                num_pairs: Number | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SimPO (reference-free): ``-log sigmoid(beta (LP_w/|y_w| - LP_l/|y_l|) - gamma)``, mean over pairs.
 
     Inputs are per-token log-prob matrices with their masks. Metrics as :func:`dpo_loss`, with rewards
     ``beta * LP/|y|`` and ``logps/*`` the length-normalised log-probs.
+    ``cpo_alpha`` > 0 adds TRL's CPO/SimPO NLL term on the chosen completion (TRL ``CPOConfig.cpo_alpha``,
+    default 0 here and in TRL's SimPO use): ``+ cpo_alpha * (-LP_w/|y_w|)``, averaged over pairs like the
+    main term (TRL averages the NLL over all chosen tokens of the batch; per pair keeps it additive
+    under gradient accumulation). Metric ``nll/chosen`` is that per-token NLL.
     """
     _check_pairs(chosen_logps, rejected_logps)
     if not beta > 0:
@@ -307,6 +314,12 @@ def simpo_loss(chosen_logps: torch.Tensor, chosen_mask: torch.Tensor, rejected_l
     lp_l, n_l = _seq_sum_and_len(rejected_logps, rejected_mask, "simpo_loss rejected")
     avg_w, avg_l = lp_w / n_w, lp_l / n_l
     chosen_rewards, rejected_rewards = beta * avg_w, beta * avg_l
+    if cpo_alpha < 0:
+        raise ValueError(f"simpo cpo_alpha must be >= 0, got {cpo_alpha}")
     losses = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma)
+    if cpo_alpha:
+        losses = losses + cpo_alpha * (-avg_w)
     loss = _pair_mean(losses, num_pairs)
-    return loss, _preference_metrics(chosen_rewards, rejected_rewards, avg_w, avg_l)
+    metrics = _preference_metrics(chosen_rewards, rejected_rewards, avg_w, avg_l)
+    metrics["nll/chosen"] = _detach((-avg_w).mean())
+    return loss, metrics

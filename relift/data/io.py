@@ -176,7 +176,11 @@ def as_messages(value: Any, column: str, where: str) -> list[dict[str, str]]:
 
 
 def as_text(value: Any, column: str, where: str, allow_none: bool = False) -> str | None:
-    """A completion cell as text: a string, or messages whose contents are joined (assistant turns)."""
+    """A completion cell as text: a string, or assistant messages whose contents are joined.
+
+    Any other turn is an error: joining a user turn into a completion would train on prompt text
+    (conversations with prompt turns are read by :mod:`relift.data.completion_rows`).
+    """
     value = to_python(value)
     if value is None:
         if allow_none:
@@ -188,6 +192,10 @@ def as_text(value: Any, column: str, where: str, allow_none: bool = False) -> st
         value = [value]
     if isinstance(value, list):
         msgs = as_messages(value, column, where)
+        roles = sorted({m["role"] for m in msgs} - {"assistant"})
+        if roles:
+            raise ValueError(f"{where}: column {column!r} must hold only assistant messages (a completion), "
+                             f"it also holds role(s) {roles}")
         return "".join(m["content"] for m in msgs)
     raise ValueError(f"{where}: column {column!r} must be a string or a list of messages, "
                      f"got {_type_name(value)}: {str(value)[:80]!r}")

@@ -1,9 +1,12 @@
 """The preference-pair dataset (REDI, DPO, SimPO): one prompt, a chosen and a rejected completion.
 
 Columns (names configurable): ``prompt_key`` (chat messages or a string, rendered as in the SFT
-dataset), ``chosen_key`` and ``rejected_key`` (strings or assistant messages). Each side is
-prompt + completion + EOS, right-padded to ``max_length``, so a worker can stack chosen and
-rejected into one forward pass.
+dataset), ``chosen_key`` and ``rejected_key`` (strings or assistant messages); or, without a prompt
+column, ``chosen``/``rejected`` as whole conversations ([user, assistant], the REDI repo's and TRL's
+conversational layout) whose shared leading turns are the prompt (see
+:mod:`relift.data.completion_rows`). Each side is prompt + completion (with the template's
+end-of-turn) + EOS, right-padded to ``max_length``, so a worker can stack chosen and rejected into
+one forward pass.
 
 An item: ``chosen_input_ids``, ``chosen_attention_mask``, ``chosen_position_ids``,
 ``chosen_loss_mask`` and the same four ``rejected_*`` tensors (each ``[max_length]``; loss masks
@@ -29,8 +32,14 @@ from relift.data.common import (
     select_within_limit,
     token_lengths,
 )
-from relift.data.io import ParquetTable, as_text
-from relift.data.sft_dataset import prompt_text
+from relift.data.completion_rows import (
+    check_layout_columns,
+    completion_ids,
+    prompt_text_of,
+    read_pair_row,
+    render_completion,
+)
+from relift.data.io import ParquetTable
 
 __all__ = ["PairDataConfig", "PairDataset"]
 
@@ -58,8 +67,9 @@ class PairDataset(Dataset):
                  config: Any = None, **overrides: Any) -> None:
         self.config = cfg = config_from_mapping(PairDataConfig, config, **overrides)
         self.table: ParquetTable = open_completion_table(data_files, tokenizer, cfg.max_length, cfg.truncation,
-                                                         [cfg.prompt_key, cfg.chosen_key, cfg.rejected_key],
-                                                         "preference-pair dataset")
+                                                         [], "preference-pair dataset")
+        self.layout = check_layout_columns(self.table, cfg.prompt_key, [cfg.chosen_key, cfg.rejected_key],
+                                           "preference-pair dataset")
         self.tokenizer = tokenizer
         self.pad_id = int(tokenizer.pad_token_id)
         self.eos_id = int(tokenizer.eos_token_id)
@@ -71,7 +81,8 @@ class PairDataset(Dataset):
         self.num_filtered = 0
         for k, side in enumerate(SIDES, start=1):
             c_len = token_lengths(tokenizer, [t[k] for t in texts], desc=f"measuring {side}")
-            lengths = [p_len[i] + c_len[i] + 1 for i in kept]
+            eos = [0 if texts[i][k].endswith(tokenizer.eos_token) else 1 for i in range(n)]
+            lengths = [p_len[i] + c_len[i] + eos[i] for i in kept]
             pos, dropped = select_within_limit(lengths, cfg.max_length, cfg.truncation, self.table.origin,
                                                f"prompt + {side} + EOS", rows=kept)
             if dropped:
@@ -84,13 +95,14 @@ class PairDataset(Dataset):
         self._rows = kept
 
     def _texts(self, row: int) -> tuple[str, str, str]:
+        """(rendered prompt, chosen text, rejected text); completions hold the template's end-of-turn."""
         cfg = self.config
         where = self.table.origin(row)
-        prompt = prompt_text(self.tokenizer, self.table.cell(row, cfg.prompt_key), cfg.prompt_key, where,
-                             cfg.apply_chat_template)
-        chosen = as_text(self.table.cell(row, cfg.chosen_key), cfg.chosen_key, where)
-        rejected = as_text(self.table.cell(row, cfg.rejected_key), cfg.rejected_key, where)
-        return prompt, chosen, rejected
+        prompt, chosen, rejected = read_pair_row(self.table, row, self.layout, cfg.prompt_key, cfg.chosen_key,
+                                                 cfg.rejected_key)
+        text = prompt_text_of(self.tokenizer, prompt, cfg.apply_chat_template)
+        return (text, render_completion(self.tokenizer, prompt, text, chosen, cfg.apply_chat_template, where),
+                render_completion(self.tokenizer, prompt, text, rejected, cfg.apply_chat_template, where))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -104,7 +116,7 @@ class PairDataset(Dataset):
         prompt_ids = encode(self.tokenizer, prompt)
         item: dict[str, Any] = {}
         for side, text in zip(SIDES, completions):
-            seq = build_completion_sequence(prompt_ids, encode(self.tokenizer, text) + [self.eos_id],
+            seq = build_completion_sequence(prompt_ids, completion_ids(self.tokenizer, text),
                                             self.config.max_length, self.config.truncation, self.pad_id)
             item.update({f"{side}_{k}": v for k, v in seq.items()})
         item["index"] = row

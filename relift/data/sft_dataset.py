@@ -3,7 +3,10 @@
 Columns (names configurable): ``prompt_key`` holds chat messages or a string (a string is sent as
 one user message through the chat template, as verl's SFT dataset does; with
 ``apply_chat_template: false`` it is used as is), ``response_key`` holds a string or assistant
-messages (their contents joined), e.g. ReLIFT's ``target`` column. The response is followed by EOS.
+messages, e.g. ReLIFT's ``target`` column. Without a prompt column, ``messages_key`` (or
+``response_key``) holds whole conversations: the leading turns are the prompt, the final assistant
+turn the response (:mod:`relift.data.completion_rows` reads every layout). With the chat template
+the response ends with the template's end-of-turn; EOS follows; both are trained.
 
 An item: ``input_ids``, ``attention_mask``, ``position_ids``, ``loss_mask`` (each ``[max_length]``,
 right-padded), and the non-tensor ``index``. ``loss_mask`` is 1 on response tokens (EOS included)
@@ -27,11 +30,17 @@ from relift.data.common import (
     config_from_mapping,
     encode,
     open_completion_table,
-    render_prompt,
     select_within_limit,
     token_lengths,
 )
-from relift.data.io import ParquetTable, as_messages, as_text, to_python
+from relift.data.completion_rows import (
+    check_layout_columns,
+    completion_ids,
+    prompt_text_of,
+    read_sft_row,
+    render_completion,
+)
+from relift.data.io import ParquetTable, as_messages, to_python
 
 __all__ = ["SFTDataConfig", "SFTDataset", "prompt_messages"]
 
@@ -44,6 +53,7 @@ class SFTDataConfig:
 
     prompt_key: str = "prompt"
     response_key: str = "target"
+    messages_key: str = "messages"  # conversations, read when there is no prompt column
     max_length: int = 1024
     truncation: str = "error"
     apply_chat_template: bool = True
@@ -57,14 +67,6 @@ def prompt_messages(value: Any, column: str, where: str) -> list[dict[str, str]]
     return as_messages(value, column, where)
 
 
-def prompt_text(tokenizer: Any, value: Any, column: str, where: str, apply_chat_template: bool) -> str:
-    """The rendered prompt for a cell; a plain string passes through when no template is applied."""
-    value = to_python(value)
-    if isinstance(value, str) and not apply_chat_template:
-        return value
-    return render_prompt(tokenizer, prompt_messages(value, column, where), apply_chat_template)
-
-
 class SFTDataset(Dataset):
     """Demonstrations for supervised fine-tuning, validated and length-checked at load."""
 
@@ -72,7 +74,9 @@ class SFTDataset(Dataset):
                  config: Any = None, **overrides: Any) -> None:
         self.config = cfg = config_from_mapping(SFTDataConfig, config, **overrides)
         self.table: ParquetTable = open_completion_table(data_files, tokenizer, cfg.max_length, cfg.truncation,
-                                                         [cfg.prompt_key, cfg.response_key], "SFT dataset")
+                                                         [], "SFT dataset")
+        self.layout = check_layout_columns(self.table, cfg.prompt_key, [cfg.response_key], "SFT dataset",
+                                           messages_key=cfg.messages_key)
         self.tokenizer = tokenizer
         self.pad_id = int(tokenizer.pad_token_id)
         self.eos_id = int(tokenizer.eos_token_id)
@@ -81,7 +85,8 @@ class SFTDataset(Dataset):
         prompts, responses = zip(*(self._texts(i) for i in range(n))) if n else ((), ())
         p_len = token_lengths(tokenizer, list(prompts), desc="measuring prompts")
         r_len = token_lengths(tokenizer, list(responses), desc="measuring responses")
-        lengths = [p + r + 1 for p, r in zip(p_len, r_len)]
+        lengths = [p + r + (0 if text.endswith(tokenizer.eos_token) else 1)
+                   for p, r, text in zip(p_len, r_len, responses)]
         kept, dropped = select_within_limit(lengths, cfg.max_length, cfg.truncation, self.table.origin,
                                             "prompt + response + EOS")
         if dropped:
@@ -92,12 +97,13 @@ class SFTDataset(Dataset):
         self._rows = kept
 
     def _texts(self, row: int) -> tuple[str, str]:
+        """(rendered prompt, completion text incl. the template's end-of-turn; EOS not yet added)."""
         cfg = self.config
-        where = self.table.origin(row)
-        prompt = prompt_text(self.tokenizer, self.table.cell(row, cfg.prompt_key), cfg.prompt_key, where,
-                             cfg.apply_chat_template)
-        response = as_text(self.table.cell(row, cfg.response_key), cfg.response_key, where)
-        return prompt, response
+        prompt, content = read_sft_row(self.table, row, self.layout, cfg.prompt_key, cfg.response_key,
+                                       cfg.messages_key)
+        text = prompt_text_of(self.tokenizer, prompt, cfg.apply_chat_template)
+        return text, render_completion(self.tokenizer, prompt, text, content, cfg.apply_chat_template,
+                                       self.table.origin(row))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -109,7 +115,7 @@ class SFTDataset(Dataset):
         row = self._rows[idx]
         prompt, response = self._texts(row)
         item: dict[str, Any] = build_completion_sequence(
-            encode(self.tokenizer, prompt), encode(self.tokenizer, response) + [self.eos_id],
+            encode(self.tokenizer, prompt), completion_ids(self.tokenizer, response),
             self.config.max_length, self.config.truncation, self.pad_id)
         item["index"] = row
         return item

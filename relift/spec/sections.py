@@ -208,6 +208,7 @@ class RefSpec:
     model_path: str          # actor model path when the yaml leaves it null
     log_prob_micro: MicroBatching
     fsdp: FSDPSpec
+    precompute: bool         # offline DPO: reference log-probs computed once from the untrained policy, cached
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ class LossSpec:
     alpha: float
     beta: float              # dpo 0.1 / simpo 2.0 when the yaml leaves it null
     gamma: float
+    cpo_alpha: float         # simpo: weight of TRL's NLL term on the chosen completion (0 = off)
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,7 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
                            backend=backend)
     no_ref = RefSpec(enabled=False, model_path=path, log_prob_micro=MicroBatching(False, None, 0),
                      fsdp=FSDPSpec(param_offload=False, optimizer_offload=False, mixed_precision="auto",
-                                   reshard_after_forward=True, init_on_rank0=True))
+                                   reshard_after_forward=True, init_on_rank0=True), precompute=False)
     worker = PolicyWorkerSpec(mode="generate", world=world_spec, seed=seed, model=model, actor=None, rollout=rollout,
                               ref=no_ref, relift=None, loss=None, max_actor_ckpt_to_keep=None)
     return GenerationPlan(

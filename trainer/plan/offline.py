@@ -61,7 +61,8 @@ def _check_loss(c: ConfigChecker, kind: str | None) -> LossSpec:
         else c.raw("loss.beta")
     if beta is None:
         beta = _DEFAULT_BETA.get(loss)
-    return LossSpec(type=loss, alpha=alpha, beta=beta, gamma=c.float("loss.gamma"))
+    return LossSpec(type=loss, alpha=alpha, beta=beta, gamma=c.float("loss.gamma"),
+                    cpo_alpha=c.float("loss.cpo_alpha", min_value=0.0))
 
 
 def _examples_per_worker(c: ConfigChecker, world: WorldSpec, B: int | None, micro: int | None
@@ -110,11 +111,15 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflineRunSp
     ref_path = c.raw("ref.model_path")
     if uses_ref and ref_path is not None:
         check_model_path(c, "ref.model_path")
+    precompute = c.bool("ref.precompute") and uses_ref
+    if precompute and ref_path is not None and str(ref_path) != str(model.path):
+        c.fail(f"ref.precompute=true takes the reference from the policy before training (model.path); "
+               f"ref.model_path={ref_path!r} is another model: drop one of the two settings")
     ref_micro = c.int("ref.log_prob_micro_batch_size_per_gpu", min_value=1) if uses_ref \
         else c.raw("ref.log_prob_micro_batch_size_per_gpu")
     ref = RefSpec(enabled=uses_ref, model_path=str(ref_path or model.path),
                   log_prob_micro=MicroBatching(False, ref_micro, 0),
-                  fsdp=check_fsdp(c, "ref.fsdp_config", world, trainable=False))
+                  fsdp=check_fsdp(c, "ref.fsdp_config", world, trainable=False), precompute=precompute)
     if not data.val_files and trainer.test_freq and trainer.test_freq > 0:
         c.warn(f"trainer.test_freq={trainer.test_freq} but data.val_files is not set: no validation")
     ray_init = check_ray_init(c)

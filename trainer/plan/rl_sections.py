@@ -145,7 +145,7 @@ def check_ref(c: ConfigChecker, world: WorldSpec, enabled: bool, model_path: str
                               micro_batch_size_per_gpu=c.raw(f"{pre}.log_prob_micro_batch_size_per_gpu"),
                               max_token_len_per_gpu=c.raw(f"{pre}.log_prob_max_token_len_per_gpu") or 0)
     return RefSpec(enabled=enabled, model_path=str(path or model_path), log_prob_micro=micro,
-                   fsdp=check_fsdp(c, f"{pre}.fsdp_config", world, trainable=False))
+                   fsdp=check_fsdp(c, f"{pre}.fsdp_config", world, trainable=False), precompute=False)
 
 
 def check_reward(c: ConfigChecker) -> RewardSpec:

@@ -100,7 +100,7 @@ def offline_rows(spec: OfflineRunSpec) -> list[Row]:
     b, d, loss = spec.batch, spec.data, spec.loss
     unit = "pairs" if d.kind == "pairs" else "examples"
     params = {"redi": {"alpha": loss.alpha}, "dpo": {"beta": loss.beta},
-              "simpo": {"beta": loss.beta, "gamma": loss.gamma}}.get(loss.type, {})
+              "simpo": {"beta": loss.beta, "gamma": loss.gamma, "cpo_alpha": loss.cpo_alpha}}.get(loss.type, {})
     rows: list[Row] = _world_rows(spec) + [
         ("loss", loss.type, ", ".join(f"{k}={v:g}" for k, v in params.items())),
         (f"{unit} per step", d.train_batch_size, "data.train_batch_size (one optimiser step)"),
@@ -110,7 +110,8 @@ def offline_rows(spec: OfflineRunSpec) -> list[Row]:
          f"= {b.examples_per_worker} / {d.micro_batch_size_per_gpu} (gradient accumulation)"),
         ("sequences per forward", b.sequences_per_forward, "chosen + rejected stacked" if d.kind == "pairs" else ""),
         ("max sequence length", d.max_length, "data.max_length"),
-        ("reference model", "yes" if spec.ref.enabled else "no", ""),
+        ("reference model", "precomputed once, cached" if spec.ref.precompute else "yes" if spec.ref.enabled else "no",
+         "ref.precompute" if spec.ref.precompute else ""),
     ]
     return rows + _schedule_rows(spec, d.train_batch_size)
 
