@@ -43,10 +43,10 @@ class TrainerActorWorker(ActorRolloutRefWorker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_rollout_seed(self, seed: int) -> bool:
-        """Reseed this rank's rollout engine with ``seed + rank``; False when the engine cannot be reseeded."""
+        """Reseed with ``seed + rollout DP rank`` (the ranks of a vLLM TP group share one); False if it cannot."""
         if self.rollout is None:
             return False
-        return bool(self.rollout.reseed(int(seed) + int(self.rank)))
+        return bool(self.rollout.reseed(int(seed) + int(getattr(self, "rollout_dp_rank", self.rank))))
 
 
 def resolve_backend(requested: str | None, world_size: int, ray_address: str | None = None) -> str:

@@ -14,8 +14,9 @@ Decisions worth knowing:
 * Batch sizes: ``actor.ppo_mini_batch_size`` is in prompts; each worker's mini-batch is
   ``mini * rollout.n / world_size`` sequences (checked to divide). Micro-batch sizes are per worker.
 * Weight sync: the rollout engine holds its own unsharded copy of the weights. Before generating,
-  if the actor changed since the last sync, the full state dict is gathered ONCE
-  (``get_model_state_dict(full_state_dict=True)``) and loaded with ONE ``update_weights`` call.
+  if the actor changed since the last sync, the weights stream from the FSDP shards into the engine
+  in buckets of ``rollout.weight_sync_bucket_mb`` (:mod:`workers.weight_sync`): no rank holds a
+  second full copy of the model.
   The HF engine could share the module, but a sharded module would all-gather per layer per
   decoding step and force every rank to decode in lockstep; the copy avoids both.
 * ReLIFT's fine-tuning step shares the RL AdamW (no second copy of the moments: ReLIFT's public
@@ -50,6 +51,8 @@ from relift.utils import checkpoint as ckpt
 from relift.utils import fsdp as fsdp_utils
 from relift.utils.optim import build_lr_scheduler_from_config, build_optimizer
 from workers.actor import DataParallelActor
+from workers.rollout.layout import ROLLOUT_MESH, rollout_dp_layout, rollout_tp_size
+from workers.weight_sync import DEFAULT_BUCKET_MB, sync_rollout_weights
 
 __all__ = ["ActorRolloutRefWorker", "ROLES", "to_worker_config"]
 
@@ -394,7 +397,10 @@ class ActorRolloutRefWorker(Worker):
         name = str(self._c("actor_rollout_ref.rollout.name", "hf"))
         path = str(self._c("actor_rollout_ref.model.path"))
         rollout_cfg = _container(self._c("actor_rollout_ref.rollout", {}))
-        rollout_cfg.setdefault("seed", int(self._c("trainer.seed", 0)) + 1000 * self.rank)
+        self.rollout_dp_rank, is_collect = rollout_dp_layout(self.rank, self.world_size,
+                                                             rollout_tp_size(name, rollout_cfg))
+        self._register_dispatch_collect_info(ROLLOUT_MESH, self.rollout_dp_rank, is_collect)  # TP ranks: same input
+        rollout_cfg.setdefault("seed", int(self._c("trainer.seed", 0)) + 1000 * self.rollout_dp_rank)
         eos = self._eos_token_ids()
         if name == "hf":
             from workers.rollout.hf import HFRollout
@@ -408,7 +414,8 @@ class ActorRolloutRefWorker(Worker):
         if name == "vllm":
             from workers.rollout.vllm import VLLMRollout  # GPU only; imported lazily
 
-            return VLLMRollout(path, rollout_cfg, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id)
+            return VLLMRollout(path, rollout_cfg, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id,
+                               hf_overrides=_container(self._c("actor_rollout_ref.model.override_config", {})))
         raise ValueError(f"actor_rollout_ref.rollout.name={name!r}; expected hf or vllm")
 
     # ------------------------------------------------------------------ init
@@ -520,19 +527,19 @@ class ActorRolloutRefWorker(Worker):
                     fsdp_utils.move_optimizer_state(o, "cpu")
 
     def _sync_rollout_weights(self) -> float:
-        """Gather the actor's full weights once and load them into the engine in one call."""
+        """Stream the actor's weights into the engine in buckets (:mod:`workers.weight_sync`)."""
         if not self._is_actor or self._rollout_version == self._actor_version:
             return 0.0
         start = time.perf_counter()
         dtype = torch.bfloat16 if self.device.type == "cuda" else None
-        state = fsdp_utils.gather_full_state_dict(self.actor_module, to_cpu=self.device.type == "cpu", dtype=dtype)
-        self.rollout.update_weights(state)
-        del state
+        sync_rollout_weights(self.actor_module, self.rollout, dtype=dtype,
+                             device="cpu" if self.device.type == "cpu" else None,
+                             bucket_mb=self._c("actor_rollout_ref.rollout.weight_sync_bucket_mb", DEFAULT_BUCKET_MB))
         self._rollout_version = self._actor_version
         return time.perf_counter() - start
 
     # ------------------------------------------------------------------ rollout
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO, mesh=ROLLOUT_MESH)
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         """Sample responses (weights synced from the actor first when it changed)."""
         self._require("generate_sequences", self._is_rollout, "rollout")
