@@ -211,7 +211,10 @@ class LLM:
         if self.sleeping:
             raise RuntimeError(f"generate while asleep ({sorted(self.sleeping)}); call wake_up first")
         prompts = list(prompts)
-        params = list(sampling_params) if isinstance(sampling_params, (list, tuple)) else [sampling_params] * len(prompts)
+        if isinstance(sampling_params, (list, tuple)):
+            params = list(sampling_params)
+        else:
+            params = [sampling_params] * len(prompts)
         if len(params) != len(prompts):
             raise ValueError("The lengths of prompts and sampling_params must be the same.")
         self.events.append(("generate", [list(p["prompt_token_ids"]) for p in prompts], [sp.seed for sp in params]))
@@ -221,7 +224,7 @@ class LLM:
             for j in range(sp.n):  # ParentRequest: child j gets seed + j
                 rng = random.Random(None if sp.seed is None else sp.seed + j)
                 tokens = [rng.randint(3, 60) for _ in range(4)] + [EOS]
-                comps.append(SimpleNamespace(token_ids=tokens, logprobs=None, seed=None if sp.seed is None else sp.seed + j))
+                comps.append(SimpleNamespace(token_ids=tokens, logprobs=None))
             out.append(SimpleNamespace(prompt_token_ids=prompt["prompt_token_ids"], outputs=comps))
         return out
 

@@ -176,7 +176,8 @@ def dispatch_call(mode: Dispatch, execute: Execute, world_size: int, args: tuple
     """Cut one driver call into per-rank calls (by ``mesh`` DP rank when given)."""
     if mesh is not None and mode in (Dispatch.DP_COMPUTE_PROTO, Dispatch.DP_COMPUTE_METRIC):
         if len(mesh.dp_ranks) != world_size:
-            raise ValueError(f"{method}: mesh {mesh.name!r} covers {len(mesh.dp_ranks)} ranks, the group has {world_size}")
+            raise ValueError(f"{method}: mesh {mesh.name!r} covers {len(mesh.dp_ranks)} ranks, "
+                             f"the group has {world_size}")
         args = tuple(_materialise(a) for a in args)
         kwargs = {k: _materialise(v) for k, v in kwargs.items()}
         plan = dispatch_call(mode, execute, mesh.dp_size, args, kwargs, method)
