@@ -150,11 +150,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--world-size", type=int, default=2)
     ap.add_argument("--buckets", type=float, nargs="+", default=[64, 256, 512, 1024], help="bucket sizes in MiB")
     ap.add_argument("--no-bulk", action="store_true", help="skip the old bulk path")
+    ap.add_argument("--bulk-first", action="store_true", help="measure the bulk path before the buckets")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     from relift.single_controller.worker import get_free_port
 
-    modes = [f"bucket={b:g}" for b in args.buckets] + ([] if args.no_bulk else ["bulk"])
+    modes = [f"bucket={b:g}" for b in args.buckets]
+    if not args.no_bulk:
+        modes = ["bulk", *modes] if args.bulk_first else [*modes, "bulk"]
     with torch.device("meta"):
         n_params = sum(p.numel() for p in Qwen2Shaped(args.layers).parameters())
     ctx = mp.get_context("spawn")

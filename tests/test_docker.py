@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = [REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.cpu"]
 # tools only the flash-attn build stage installs (never in the runtime image); pinned in the Dockerfile
 BUILD_ONLY = {"packaging", "psutil", "ninja", "wheel", "setuptools", "einops"}
+# installs the image's Python interpreter (not a relift dependency); pinned in the Dockerfile
+TOOLS = {"uv"}
 
 
 def hadolint() -> str:
@@ -40,7 +42,7 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path):
 
 
 def args_of(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^ARG (\w+)=\"?([^\"\n]+)\"?$", text, flags=re.M))
+    return dict(re.findall(r"^ARG (\w+)=\"?([^\"\n]+)\"?$", text, flags=re.M))  # ARGs with a default
 
 
 def installs(text: str) -> list[str]:
@@ -86,7 +88,7 @@ def test_every_installed_package_and_extra_is_in_pyproject(path):
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", spec)
         assert m, f"{path.name}: {spec!r} is not pinned with =="
         name, version = m.group(1).lower(), m.group(2)
-        if name in BUILD_ONLY:
+        if name in BUILD_ONLY | TOOLS:
             continue
         assert pins.get(name) == version, f"{path.name} installs {name}=={version}, pyproject pins {pins.get(name)!r}"
 
