@@ -62,12 +62,18 @@ def iter_full_tensors(model: nn.Module, *, dtype: torch.dtype | None = None,
     """(HF name, full tensor) for every entry of ``model.state_dict()``, one gather at a time.
 
     Collective for sharded models: every rank must consume the whole iterator (same order on all
-    ranks: ``state_dict()`` order). Floating tensors are cast to ``dtype``; everything is moved
-    to ``device`` when given. Plain (unsharded) tensors are passed through without a copy.
+    ranks: ``state_dict()`` order). Floating tensors are cast to ``dtype`` (sharded ones before the
+    gather, so only the engine-dtype tensor is ever full); everything is moved to ``device`` when
+    given. Plain (unsharded) tensors are passed through without a copy.
     """
     for name, value in model.state_dict().items():
-        full = value.full_tensor() if _is_dtensor(value) else value
-        full = full.detach()
+        value = value.detach()
+        if _is_dtensor(value):
+            if dtype is not None and value.is_floating_point() and value.dtype != dtype:
+                value = value.to(dtype)   # cast the local shard first: half the gather traffic for fp32 -> bf16
+            full = value.full_tensor()
+        else:
+            full = value
         if dtype is not None and full.is_floating_point() and full.dtype != dtype:
             full = full.to(dtype)
         if device is not None and full.device != torch.device(device):
