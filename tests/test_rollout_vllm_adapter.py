@@ -152,3 +152,21 @@ def test_bucketed_update_loads_each_bucket_with_one_load_weights_call(monkeypatc
     assert model.load_calls == [["embed.weight"], ["head.weight"]]
     assert model.store["embed.weight"].eq(2).all() and model.store["head.weight"].eq(3).all()
     assert [e[0] for e in rollout.llm.events].count("apply_model") == 2
+
+
+def test_bucketed_update_drops_each_bucket_before_asking_for_the_next(monkeypatch):
+    import weakref
+
+    rollout = make(monkeypatch)
+    freed_before_next: list[bool] = []
+
+    def buckets():
+        for name in ("embed.weight", "head.weight"):
+            t = torch.ones(8, 4)
+            ref = weakref.ref(t)
+            yield [(name, t)]
+            del t
+            freed_before_next.append(ref() is None)   # resumed: the engine must hold nothing of it
+
+    rollout.update_weights_bucketed(buckets())
+    assert freed_before_next == [True, True]

@@ -147,12 +147,12 @@ class HFRollout(BaseRollout):
         seen: set[str] = set()
         unexpected: list[str] = []
         for bucket in buckets:
-            for name, value in bucket:
-                if type(value).__name__ == "DTensor":
-                    raise TypeError(f"update_weights needs full (unsharded) tensors; {name!r} is a DTensor")
+            if any(type(value).__name__ == "DTensor" for _, value in bucket):
+                raise TypeError("update_weights needs full (unsharded) tensors; got a DTensor")
             result = self.module.load_state_dict(dict(bucket), strict=False)
             unexpected.extend(result.unexpected_keys)
             seen.update(name for name, _ in bucket)
+            del bucket  # free this bucket before the generator gathers the next one
         tie = getattr(getattr(self.module, "config", None), "tie_word_embeddings", False)
         tied = {"lm_head.weight"} if tie else set()
         missing = sorted(expected - seen - tied)

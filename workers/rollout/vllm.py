@@ -67,6 +67,12 @@ def request_seed(seed: int, index: int, n: int = 1) -> int:
     return (int(seed) * SEED_STRIDE) % (2**31 - 1) + int(index) * int(n)
 
 
+def _refuse_dtensors(items: Sequence[tuple[str, torch.Tensor]]) -> None:
+    for name, value in items:
+        if type(value).__name__ == "DTensor":
+            raise TypeError(f"update_weights needs full (unsharded) tensors; {name!r} is a DTensor")
+
+
 def unpad_prompt_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[list[int]]:
     """Left-padded prompts -> lists of their real token ids (what vLLM takes as prompts)."""
     return [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
@@ -140,7 +146,7 @@ class VLLMRollout(BaseRollout):
             self.sleep()
 
     def reseed(self, seed: int) -> bool:
-        """Seed every later request: prompt ``i`` of a call samples with ``request_seed(seed, i)``."""
+        """Seed every later request: prompt ``i`` of a call gets ``request_seed(seed, i, n)``."""
         self._request_seed = int(seed)
         return True
 
@@ -188,9 +194,7 @@ class VLLMRollout(BaseRollout):
         total = 0
         for bucket in buckets:
             items = list(bucket)
-            for name, value in items:
-                if type(value).__name__ == "DTensor":
-                    raise TypeError(f"update_weights needs full (unsharded) tensors; {name!r} is a DTensor")
+            _refuse_dtensors(items)
 
             def _load(model: torch.nn.Module, items: list[tuple[str, torch.Tensor]] = items) -> int:
                 loaded = model.load_weights(iter(items))
@@ -198,6 +202,7 @@ class VLLMRollout(BaseRollout):
 
             self.llm.apply_model(_load)
             total += len(items)
+            del bucket, items, _load  # free this bucket before the generator gathers the next one
         logger.info("vLLM loaded %d tensors", total)
         self.wake_up(tags=["kv_cache"])
 
