@@ -20,7 +20,8 @@ Decisions worth knowing:
   (SFT / pairs as the main objective) steps the scheduler once per update call.
 * Log-probs are computed at the temperature the rollout sampled with (``rollout.temperature``,
   1.0 for greedy or offline data), from the spec; the driver does not carry it.
-* Sampling seeds: ``set_rollout_seed(seed)`` reseeds this rank's engine with ``seed + rank`` (HF:
+* Sampling seeds: ``set_rollout_seed(seed)`` reseeds this rank's engine with ``seed + rollout DP
+  rank`` (the ranks of one vLLM tensor-parallel group sample alike; with TP 1 it is the rank) (HF:
   its torch generator; vLLM: one request seed per prompt). The RL trainer calls it before every
   generation with a seed derived from (``trainer.seed``, step), so what a step samples depends only
   on the weights and the step number (the engine's RNG is not in the checkpoint).
@@ -49,6 +50,7 @@ from workers.actor import ActorConfig
 from workers.fsdp_actor import FSDPActor
 from workers.fsdp_checkpoint import TrainState, export_hf_folder, load_train_state, save_train_state
 from workers.fsdp_model import build_sharded, eos_token_ids
+from workers.rollout.layout import ROLLOUT_MESH, rollout_dp_layout, rollout_tp_size
 from workers.rollout_engine import build_rollout_engine, sync_weights
 
 __all__ = ["ActorRolloutRefWorker", "ROLES", "actor_config"]
@@ -118,6 +120,7 @@ class ActorRolloutRefWorker(Worker):
         self.sft_optimizer: torch.optim.Optimizer | None = None
         self.tokenizer: Any = None
         self._optimizer_offload = False
+        self.rollout_dp_rank = 0     # set with the engine (vLLM tensor parallel groups share one)
         self._actor_version = 0      # bumped by every update of the actor's weights
         self._rollout_version = -1   # the actor version the rollout engine holds
         self._initialised = False
@@ -176,12 +179,23 @@ class ActorRolloutRefWorker(Worker):
             self.ref_module = build_sharded(spec.model, spec.ref.model_path, spec.ref.fsdp, train=False, **shard)
             self.ref_policy = FSDPActor(self.ref_module, None, actor_config(spec, ref=True))
         if self._is_rollout:
-            self.rollout = build_rollout_engine(spec.rollout, spec.model, rank=self.rank, device=self.device,
-                                                eos_token_ids=eos_token_ids(self.tokenizer, spec.model.path),
-                                                pad_token_id=self.tokenizer.pad_token_id)
+            self.rollout = self._build_rollout()
             self._rollout_version = -1 if self._is_actor else 0
         self._initialised = True
         logger.info("rank %d/%d: %s ready on %s", self.rank, self.world_size, self.role, self.device)
+
+    def _eos_token_ids(self) -> list[int]:
+        return eos_token_ids(self.tokenizer, self.spec.model.path)
+
+    def _build_rollout(self) -> Any:
+        """The engine; with vLLM tensor parallel the ranks of one TP group share a data-parallel rank
+        (same prompts, same seed) and only the first keeps its result (``ROLLOUT_MESH`` dispatch)."""
+        ro = self.spec.rollout
+        self.rollout_dp_rank, is_collect = rollout_dp_layout(self.rank, self.world_size,
+                                                             rollout_tp_size(ro.name, ro.tensor_model_parallel_size))
+        self._register_dispatch_collect_info(ROLLOUT_MESH, self.rollout_dp_rank, is_collect)
+        return build_rollout_engine(ro, self.spec.model, dp_rank=self.rollout_dp_rank, device=self.device,
+                                    eos_token_ids=self._eos_token_ids(), pad_token_id=self.tokenizer.pad_token_id)
 
     # ------------------------------------------------------------------ helpers
     def _cpu_threads(self) -> int:
@@ -257,18 +271,18 @@ class ActorRolloutRefWorker(Worker):
     # ------------------------------------------------------------------ rollout
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_rollout_seed(self, seed: int) -> bool:
-        """Reseed this rank's rollout engine with ``seed + rank``; False when the engine cannot be reseeded."""
+        """Reseed with ``seed + rollout DP rank`` (the ranks of a vLLM TP group share one); False if it cannot."""
         if self.rollout is None:
             return False
-        return bool(self.rollout.reseed(int(seed) + int(self.rank)))
+        return bool(self.rollout.reseed(int(seed) + int(self.rollout_dp_rank)))
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO, mesh=ROLLOUT_MESH)
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         """Sample responses (weights synced from the actor first when it changed)."""
         self._require("generate_sequences", self._is_rollout, "rollout")
         sync_s = 0.0
         if self._is_actor and self._rollout_version != self._actor_version:
-            sync_s = sync_weights(self.actor_module, self.rollout, self.device)
+            sync_s = sync_weights(self.actor_module, self.rollout, self.device, self.spec.rollout.weight_sync_bucket_mb)
             self._rollout_version = self._actor_version
         start = time.perf_counter()
         out = self.rollout.generate_sequences(self._to_device(prompts))

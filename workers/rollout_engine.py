@@ -1,10 +1,10 @@
 """The policy worker's generation engine: building it from the spec, and syncing the actor's weights.
 
 The engine holds its own unsharded copy of the weights. Before generating, if the actor changed
-since the last sync, the full state dict is gathered ONCE (``get_model_state_dict(full_state_dict=
-True)``) and loaded with ONE ``update_weights`` call. The HF engine could share the module, but a
-sharded module would all-gather per layer per decoding step and force every rank to decode in
-lockstep; the copy avoids both.
+since the last sync, the weights stream from the FSDP shards into the engine in buckets of
+``rollout.weight_sync_bucket_mb`` (:mod:`workers.weight_sync`): no rank holds a second full copy
+of the model. The HF engine could share the module, but a sharded module would all-gather per layer
+per decoding step and force every rank to decode in lockstep; the copy avoids both.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from relift.spec import ModelSpec, RolloutSpec
-from relift.utils import fsdp as fsdp_utils
 from workers.fsdp_model import load_module
 from workers.rollout.base import RolloutConfig
+from workers.weight_sync import sync_rollout_weights
 
 __all__ = ["RANK_SEED_STRIDE", "rollout_config", "build_rollout_engine", "sync_weights"]
 
@@ -25,14 +25,15 @@ __all__ = ["RANK_SEED_STRIDE", "rollout_config", "build_rollout_engine", "sync_w
 RANK_SEED_STRIDE = 1000
 
 
-def rollout_config(spec: RolloutSpec, model: ModelSpec, rank: int) -> RolloutConfig:
-    """The engines' config from the spec (vLLM-only settings ride in ``extra``)."""
+def rollout_config(spec: RolloutSpec, model: ModelSpec, dp_rank: int) -> RolloutConfig:
+    """The engines' config from the spec (vLLM-only settings ride in ``extra``). The seed follows the
+    rollout's data-parallel rank: the ranks of one vLLM tensor-parallel group must sample alike."""
     s, v = spec.sampling, spec.val_sampling
     return RolloutConfig(
         n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, do_sample=s.do_sample,
         prompt_length=spec.prompt_length, response_length=spec.response_length,
         calculate_log_probs=spec.calculate_log_probs, micro_batch_size=spec.micro_batch_size,
-        seed=spec.seed + RANK_SEED_STRIDE * rank,
+        seed=spec.seed + RANK_SEED_STRIDE * dp_rank,
         val_kwargs={"n": v.n, "temperature": v.temperature, "top_p": v.top_p, "top_k": v.top_k,
                     "do_sample": v.do_sample},
         extra={"tensor_model_parallel_size": spec.tensor_model_parallel_size,
@@ -43,10 +44,10 @@ def rollout_config(spec: RolloutSpec, model: ModelSpec, rank: int) -> RolloutCon
     )
 
 
-def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, rank: int, device: torch.device,
+def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, dp_rank: int, device: torch.device,
                          eos_token_ids: list[int], pad_token_id: int | None) -> Any:
     """The engine ``spec.name`` names: ``hf`` (transformers generate) or ``vllm`` (GPU extra, lazy)."""
-    config = rollout_config(spec, model, rank)
+    config = rollout_config(spec, model, dp_rank)
     if spec.name == "hf":
         from workers.rollout.hf import HFRollout  # noqa: PLC0415
 
@@ -58,15 +59,15 @@ def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, rank: int, devi
     if spec.name == "vllm":
         from workers.rollout.vllm import VLLMRollout  # noqa: PLC0415 - GPU only; imported lazily
 
-        return VLLMRollout(model.path, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id)
+        return VLLMRollout(model.path, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id,
+                           hf_overrides=dict(model.override_config))
     raise ValueError(f"actor_rollout_ref.rollout.name={spec.name!r}; expected hf or vllm")
 
 
-def sync_weights(actor_module: Any, engine: Any, device: torch.device) -> float:
-    """Gather the actor's full weights once and load them into the engine in one call; seconds taken."""
+def sync_weights(actor_module: Any, engine: Any, device: torch.device, bucket_mb: int) -> float:
+    """Stream the actor's weights from its FSDP shards into the engine in buckets; seconds taken."""
     start = time.perf_counter()
     dtype = torch.bfloat16 if device.type == "cuda" else None
-    state = fsdp_utils.gather_full_state_dict(actor_module, to_cpu=device.type == "cpu", dtype=dtype)
-    engine.update_weights(state)
-    del state
+    sync_rollout_weights(actor_module, engine, dtype=dtype, device="cpu" if device.type == "cpu" else None,
+                         bucket_mb=bucket_mb)
     return time.perf_counter() - start

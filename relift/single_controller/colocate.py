@@ -53,6 +53,14 @@ def create_colocated_worker_cls(class_dict: dict[str, RayClassWithInitArgs]) -> 
             # the roles read rank/world size from the same environment as this process
             self._relift_roles = {role: spec.instantiate() for role, spec in specs.items()}
 
+        def relift_dispatch_info(self, mesh_name: str) -> tuple[int, bool] | None:
+            """The first role's declaration for ``mesh_name`` (roles of one process share a rank)."""
+            for role in self._relift_roles.values():
+                info = role.relift_dispatch_info(mesh_name) if isinstance(role, Worker) else None
+                if info is not None:
+                    return info
+            return None
+
         def relift_role_call(self, role: str, method: str, *args: Any, **kwargs: Any) -> Any:
             """Call any (also unregistered) method of one role; used by role views' execute_all."""
             return getattr(self._relift_roles[role], method)(*args, **kwargs)

@@ -17,7 +17,7 @@ from typing import Any
 from relift.protocol import DataProto, DataProtoFuture
 
 __all__ = ["Dispatch", "Execute", "register", "MethodSpec", "get_registered_methods", "dispatch_call",
-           "collect_results", "DispatchPlan"]
+           "collect_results", "DispatchPlan", "MeshInfo"]
 
 _ATTR = "__relift_register__"
 
@@ -44,14 +44,56 @@ class MethodSpec:
     dispatch_mode: Dispatch
     execute_mode: Execute
     blocking: bool
+    mesh: str | None = None
+
+
+@dataclass(frozen=True)
+class MeshInfo:
+    """Where each rank sits in a named data-parallel mesh (e.g. the rollout's TP x DP layout).
+
+    ``dp_ranks[r]``: the data chunk rank ``r`` receives; ``collect[r]``: whether its result is kept.
+    Ranks sharing a DP rank (a tensor-parallel group) get the same chunk; exactly one of them is
+    collected. Workers declare their place with ``Worker._register_dispatch_collect_info``.
+    """
+
+    name: str
+    dp_ranks: tuple[int, ...]
+    collect: tuple[bool, ...]
+
+    @property
+    def dp_size(self) -> int:
+        return max(self.dp_ranks) + 1
+
+    def __post_init__(self) -> None:
+        if len(self.dp_ranks) != len(self.collect) or not self.dp_ranks:
+            raise ValueError(f"mesh {self.name!r}: need one (dp_rank, is_collect) per rank")
+        size = max(self.dp_ranks) + 1
+        for d in range(size):
+            members = [r for r, x in enumerate(self.dp_ranks) if x == d]
+            kept = [r for r in members if self.collect[r]]
+            if not members:
+                raise ValueError(f"mesh {self.name!r}: no rank has dp_rank {d} (dp_ranks={list(self.dp_ranks)})")
+            if len(kept) != 1:
+                raise ValueError(f"mesh {self.name!r}: dp_rank {d} (ranks {members}) must have exactly one collecting "
+                                 f"rank, has {kept}")
+        if min(self.dp_ranks) < 0:
+            raise ValueError(f"mesh {self.name!r}: negative dp_rank in {list(self.dp_ranks)}")
+
+    def collect_ranks(self) -> list[int]:
+        """The kept ranks, in DP order."""
+        return sorted((r for r, c in enumerate(self.collect) if c), key=lambda r: self.dp_ranks[r])
 
 
 def register(dispatch_mode: Dispatch = Dispatch.ALL_TO_ALL, execute_mode: Execute | None = None,
-             blocking: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             blocking: bool = True, mesh: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Expose a worker method on its worker group.
 
     ``execute_mode`` defaults to RANK_ZERO for ``Dispatch.RANK_ZERO`` and ALL otherwise.
     ``blocking=False`` makes the group method return a future (``.get()`` gives the result).
+    ``mesh`` (data-parallel modes only): split the data by the DP ranks the workers declared for that
+    mesh instead of by world rank, so the ranks of one tensor-parallel group (vLLM with
+    ``tensor_parallel_size > 1``) get identical inputs and one result per group is kept (verl's
+    ``make_nd_compute_dataproto_dispatch_fn``). Workers that declared nothing for the mesh: plain DP.
     """
     if not isinstance(dispatch_mode, Dispatch):
         raise TypeError(f"dispatch_mode must be a Dispatch member, got {dispatch_mode!r}")
@@ -63,7 +105,9 @@ def register(dispatch_mode: Dispatch = Dispatch.ALL_TO_ALL, execute_mode: Execut
         raise ValueError("Dispatch.RANK_ZERO only calls rank 0; use execute_mode=Execute.RANK_ZERO (the default)")
     if execute_mode is Execute.RANK_ZERO and dispatch_mode in (Dispatch.DP_COMPUTE_PROTO, Dispatch.DP_COMPUTE_METRIC):
         raise ValueError(f"{dispatch_mode} splits data over all ranks; it cannot run on rank 0 only")
-    spec = MethodSpec(dispatch_mode, execute_mode, bool(blocking))
+    if mesh is not None and dispatch_mode not in (Dispatch.DP_COMPUTE_PROTO, Dispatch.DP_COMPUTE_METRIC):
+        raise ValueError(f"mesh={mesh!r} only applies to the data-parallel dispatch modes, not {dispatch_mode}")
+    spec = MethodSpec(dispatch_mode, execute_mode, bool(blocking), mesh)
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(func):
@@ -129,8 +173,20 @@ def _data_len(value: Any) -> int | None:
 
 
 def dispatch_call(mode: Dispatch, execute: Execute, world_size: int, args: tuple[Any, ...],
-                  kwargs: dict[str, Any], method: str = "?") -> DispatchPlan:
-    """Cut one driver call into per-rank calls."""
+                  kwargs: dict[str, Any], method: str = "?", mesh: MeshInfo | None = None) -> DispatchPlan:
+    """Cut one driver call into per-rank calls (by ``mesh`` DP rank when given)."""
+    if mesh is not None and mode in (Dispatch.DP_COMPUTE_PROTO, Dispatch.DP_COMPUTE_METRIC):
+        if len(mesh.dp_ranks) != world_size:
+            raise ValueError(f"{method}: mesh {mesh.name!r} covers {len(mesh.dp_ranks)} ranks, "
+                             f"the group has {world_size}")
+        args = tuple(_materialise(a) for a in args)
+        kwargs = {k: _materialise(v) for k, v in kwargs.items()}
+        plan = dispatch_call(mode, execute, mesh.dp_size, args, kwargs, method)
+        plan.args = [plan.args[d] for d in mesh.dp_ranks]
+        plan.kwargs = [plan.kwargs[d] for d in mesh.dp_ranks]
+        plan.ranks = list(range(world_size))
+        plan.extra["mesh"] = mesh
+        return plan
     if execute is Execute.RANK_ZERO or mode is Dispatch.RANK_ZERO:
         if mode is Dispatch.ALL_TO_ALL:
             return dispatch_call(mode, Execute.ALL, world_size, args, kwargs, method).only_rank_zero()
@@ -186,6 +242,12 @@ def collect_results(mode: Dispatch, execute: Execute, plan: DispatchPlan, output
     """Turn the per-rank results into the value the driver call returns."""
     if execute is Execute.RANK_ZERO or mode is Dispatch.RANK_ZERO:
         return outputs[0]
+    mesh = plan.extra.get("mesh")
+    if mesh is not None:  # one result per DP rank (the collecting rank of each TP group), in DP order
+        keep = mesh.collect_ranks()
+        plan = DispatchPlan(keep, [plan.args[r] for r in keep], [plan.kwargs[r] for r in keep],
+                            pad_size=plan.pad_size, padded_len=plan.padded_len)
+        outputs = [outputs[r] for r in keep]
     if mode in (Dispatch.ONE_TO_ALL, Dispatch.ALL_TO_ALL, Dispatch.DP_COMPUTE_METRIC):
         return list(outputs)
     if mode is Dispatch.DP_COMPUTE_PROTO:

@@ -155,6 +155,21 @@ class Worker:
     def group_name(self) -> str:
         return self._relift_dist.group_name
 
+    # ------------------------------------------------------------------ dispatch meshes
+    def _register_dispatch_collect_info(self, mesh_name: str, dp_rank: int, is_collect: bool) -> None:
+        """Declare this rank's place in a named mesh (see ``register(mesh=...)``); verl's name.
+
+        E.g. a vLLM rollout with tensor parallel size ``tp``: ``dp_rank = rank // tp`` and
+        ``is_collect = rank % tp == 0``.
+        """
+        if not hasattr(self, "_relift_meshes"):
+            self._relift_meshes: dict[str, tuple[int, bool]] = {}
+        self._relift_meshes[str(mesh_name)] = (int(dp_rank), bool(is_collect))
+
+    def relift_dispatch_info(self, mesh_name: str) -> tuple[int, bool] | None:
+        """This rank's (dp_rank, is_collect) in ``mesh_name``; None when it declared nothing."""
+        return getattr(self, "_relift_meshes", {}).get(str(mesh_name))
+
     def get_master_addr_port(self) -> tuple[str | None, int | None]:
         return self._relift_dist.master_addr, self._relift_dist.master_port
 

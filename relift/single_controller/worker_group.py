@@ -16,6 +16,7 @@ from relift.protocol import DataProtoFuture
 from relift.single_controller.decorator import (
     Dispatch,
     Execute,
+    MeshInfo,
     MethodSpec,
     collect_results,
     dispatch_call,
@@ -173,15 +174,32 @@ class WorkerGroup:
     def _call(self, method: str, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any],
               label: str | None = None) -> Any:
         label = label or method
-        plan = dispatch_call(spec.dispatch_mode, spec.execute_mode, self._world_size, args, kwargs, method=label)
+        mesh = self._mesh_info(spec.mesh) if spec.mesh is not None else None
+        plan = dispatch_call(spec.dispatch_mode, spec.execute_mode, self._world_size, args, kwargs, method=label,
+                             mesh=mesh)
         handles = self._execute(method, plan.ranks, plan.args, plan.kwargs)
         collect = functools.partial(self._collect, spec, plan, label)
         getter = functools.partial(self._gather, ranks=plan.ranks, method=label)
         if spec.blocking:
             return collect(getter(handles))
         dp_chunks = (handles if self._forwardable_results and spec.dispatch_mode is Dispatch.DP_COMPUTE_PROTO
-                     and spec.execute_mode is Execute.ALL and plan.pad_size == 0 else None)
+                     and spec.execute_mode is Execute.ALL and plan.pad_size == 0 and mesh is None else None)
         return WorkerGroupFuture(handles, collect, getter, dp_chunks=dp_chunks)
+
+    def _mesh_info(self, name: str) -> MeshInfo | None:
+        """Ask every rank where it sits in mesh ``name`` (None: nobody declared it, plain DP).
+
+        Asked on every call (one small round trip) because workers declare their place when they
+        build their engine, which may happen after the group was created.
+        """
+        infos = self.execute_all_sync("relift_dispatch_info", name)
+        if all(i is None for i in infos):
+            return None
+        missing = [r for r, i in enumerate(infos) if i is None]
+        if missing:
+            raise RuntimeError(f"worker group {self.name!r}: ranks {missing} declared no place in mesh {name!r} "
+                               "but others did; every rank must call _register_dispatch_collect_info")
+        return MeshInfo(name, tuple(int(i[0]) for i in infos), tuple(bool(i[1]) for i in infos))
 
     @staticmethod
     def _collect(spec: MethodSpec, plan: Any, label: str, outputs: list[Any]) -> Any:

@@ -199,6 +199,7 @@ class RolloutSpec:
     max_num_batched_tokens: int | None
     micro_batch_size: int | None   # hf: prompts per decoding batch inside a worker; None = its whole share
     engine_kwargs: dict[str, Any]  # vllm-only pass-through (dtype, max_num_seqs, enable_prefix_caching, ...)
+    weight_sync_bucket_mb: int | None  # actor -> engine sync streams buckets of this many MiB (None: no actor)
     seed: int                # base sampling seed (each rank adds 1000 x rank)
 
 

@@ -261,7 +261,8 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
                           enforce_eager=c.bool("rollout.enforce_eager"),
                           free_cache_engine=c.bool("rollout.free_cache_engine"),
                           max_num_batched_tokens=c.raw("rollout.max_num_batched_tokens"), micro_batch_size=micro,
-                          engine_kwargs={k: v for k, v in engine.items() if v is not None}, seed=seed)
+                          engine_kwargs={k: v for k, v in engine.items() if v is not None}, seed=seed,
+                          weight_sync_bucket_mb=None)
     world_spec = WorldSpec(nnodes=nnodes, n_gpus_per_node=per_node, device=device, devices_checked=checked,
                            backend=backend)
     no_ref = RefSpec(enabled=False, model_path=path, log_prob_micro=MicroBatching(False, None, 0),

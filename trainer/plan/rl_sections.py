@@ -83,7 +83,8 @@ def check_rollout(c: ConfigChecker, world: WorldSpec, P: int | None, R: int | No
                        gpu_memory_utilization=gpu_util, enforce_eager=c.bool(f"{RO}.enforce_eager"),
                        free_cache_engine=c.bool(f"{RO}.free_cache_engine"), max_num_batched_tokens=mnbt,
                        micro_batch_size=c.int(f"{RO}.micro_batch_size", min_value=1, allow_none=True),
-                       engine_kwargs={}, seed=seed)
+                       engine_kwargs={}, seed=seed,
+                       weight_sync_bucket_mb=c.int(f"{RO}.weight_sync_bucket_mb", min_value=1))
 
 
 def check_policy_loss(c: ConfigChecker, epochs: int | None) -> PolicyLossSpec:

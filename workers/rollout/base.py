@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -230,6 +230,18 @@ class BaseRollout(abc.ABC):
     @abc.abstractmethod
     def update_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load a FULL (unsharded) state dict of the actor in one call (HF parameter names)."""
+
+    def update_weights_bucketed(self, buckets: Iterable[Sequence[tuple[str, torch.Tensor]]]) -> None:
+        """Load the actor's weights streamed as buckets of (HF name, full tensor) pairs.
+
+        Engines that can load part of the model at a time override this so no rank ever holds the
+        whole state dict (:mod:`workers.weight_sync`); this fallback collects the buckets into one
+        dict and calls :meth:`update_weights`.
+        """
+        state: dict[str, torch.Tensor] = {}
+        for bucket in buckets:
+            state.update(bucket)
+        self.update_weights(state)
 
     def reseed(self, seed: int) -> bool:
         """Make the next calls' sampling a function of ``seed`` alone; False when the engine cannot.

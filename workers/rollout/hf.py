@@ -19,7 +19,7 @@ updated once per step for anything but tiny models.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -133,13 +133,32 @@ class HFRollout(BaseRollout):
         for name, value in state_dict.items():
             if type(value).__name__ == "DTensor":
                 raise TypeError(f"update_weights needs a full (unsharded) state dict; {name!r} is a DTensor")
-        result = self.module.load_state_dict(dict(state_dict), strict=False)
+        self.update_weights_bucketed([list(state_dict.items())])
+
+    @torch.no_grad()
+    def update_weights_bucketed(self, buckets: Iterable[Sequence[tuple[str, torch.Tensor]]]) -> None:
+        """Load streamed buckets one at a time (``load_state_dict(strict=False)`` per bucket); at the
+        end every key of the module must have arrived (tied ``lm_head.weight`` may be absent)."""
+        if self.shares_module:
+            for _ in buckets:  # keep the collective gathers behind the buckets in step across ranks
+                pass
+            return
+        expected = set(self.module.state_dict().keys())
+        seen: set[str] = set()
+        unexpected: list[str] = []
+        for bucket in buckets:
+            if any(type(value).__name__ == "DTensor" for _, value in bucket):
+                raise TypeError("update_weights needs full (unsharded) tensors; got a DTensor")
+            result = self.module.load_state_dict(dict(bucket), strict=False)
+            unexpected.extend(result.unexpected_keys)
+            seen.update(name for name, _ in bucket)
+            del bucket  # free this bucket before the generator gathers the next one
         tie = getattr(getattr(self.module, "config", None), "tie_word_embeddings", False)
         tied = {"lm_head.weight"} if tie else set()
-        missing = [k for k in result.missing_keys if k not in tied]
-        if missing or result.unexpected_keys:
+        missing = sorted(expected - seen - tied)
+        if missing or unexpected:
             raise KeyError(f"state dict does not match the rollout model: missing {missing[:8]}, "
-                           f"unexpected {list(result.unexpected_keys)[:8]}")
+                           f"unexpected {unexpected[:8]}")
 
     # ------------------------------------------------------------------------------ generation
 
