@@ -47,6 +47,7 @@ VAL_N="${VAL_N:-4}"                   # samples per validation prompt; pass@k up
 VAL_TEMPERATURE="${VAL_TEMPERATURE:-1.0}"
 RELIFT_SFT_BATCH="${RELIFT_SFT_BATCH:-16}"   # demonstrations per ReLIFT fine-tuning step
 RELIFT_LR="${RELIFT_LR:-$RL_LR}"             # as the paper: the same lr as RL
+RELIFT_SFT_OPTIMIZER="${RELIFT_SFT_OPTIMIZER:-separate}"  # as the paper: its own AdamW (shared: the RL AdamW)
 RESPONSE_LEN=48                               # the longest level-4 worked demonstration is 36 tokens + EOS
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 export TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
@@ -105,7 +106,7 @@ for SEED in $SEEDS; do
             algorithm.adv_estimator=grpo \
             "$hook" relift.max_acc=0.0 relift.sft_batch_size="$RELIFT_SFT_BATCH" \
             relift.sft_micro_batch_size_per_gpu="$RELIFT_SFT_BATCH" relift.lr="$RELIFT_LR" \
-            relift.entropy_coeff=0.001 relift.sft_optimizer=shared \
+            relift.entropy_coeff=0.001 relift.sft_optimizer="$RELIFT_SFT_OPTIMIZER" \
             trainer.total_training_steps="$RL_STEPS" trainer.total_epochs=100 trainer.test_freq="$RL_TEST_FREQ" \
             trainer.val_before_train=true trainer.save_freq=-1 \
             trainer.default_local_dir="$S_DIR/$METHOD" trainer.resume_mode=disable trainer.seed="$SEED" \
