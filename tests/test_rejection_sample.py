@@ -88,8 +88,9 @@ def test_output_feeds_the_sft_dataset(gen_file, tmp_path):
     item = ds[0]
     ids = item["input_ids"][item["attention_mask"].bool()]
     prompt = pd.read_parquet(gen_file[0])["prompt"][0][0]["content"]
-    assert tok.decode(ids) == prompt + RIGHT + "<|im_end|>"        # the templated prompt is used as is
-    assert tok.decode(item["input_ids"][item["loss_mask"].bool()]) == RIGHT + "<|im_end|>"
+    # the templated prompt is used as is; the completion ends with the end-of-turn (<|im_end|>\n) and EOS
+    assert tok.decode(ids) == prompt + RIGHT + "<|im_end|>\n<|im_end|>"
+    assert tok.decode(item["input_ids"][item["loss_mask"].bool()]) == RIGHT + "<|im_end|>\n<|im_end|>"
 
 
 def test_cli_prints_counts_and_fails_cleanly(gen_file, tmp_path):

@@ -26,6 +26,7 @@ from typing import Any
 
 from relift.data.common import encode, render_prompt
 from relift.data.io import ParquetTable, as_messages, to_python
+from relift.data.templated import templated_text
 
 __all__ = ["Prompt", "read_prompt", "split_completion", "read_sft_row", "read_pair_row", "render_completion",
            "completion_ids", "check_layout_columns", "prompt_text_of"]
@@ -144,6 +145,8 @@ def render_completion(tokenizer: Any, prompt: Prompt, prompt_text: str, content:
     """
     if not apply_chat_template:
         return content
+    if templated_text(prompt, tokenizer) is not None:  # an already templated prompt: add the turn's end
+        return content + _end_of_turn(tokenizer)
     msgs = _prompt_as_messages(prompt) + [{"role": "assistant", "content": content}]
     full = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
     if not full.startswith(prompt_text):
@@ -151,6 +154,16 @@ def render_completion(tokenizer: Any, prompt: Prompt, prompt_text: str, content:
                          f"prompt alone (it rewrites earlier turns), so the completion cannot be cut out of it; "
                          f"set data.apply_chat_template=false and give templated text")
     return full[len(prompt_text):]
+
+
+def _end_of_turn(tokenizer: Any) -> str:
+    """What the chat template writes after an assistant message (ChatML: ``<|im_end|>\\n``); empty without one."""
+    if not getattr(tokenizer, "chat_template", None):
+        return ""
+    marker = "RELIFT_END_OF_TURN_PROBE"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "u"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False, add_generation_prompt=False)
+    return text.split(marker, 1)[1] if marker in text else ""
 
 
 def completion_ids(tokenizer: Any, text: str) -> list[int]:
