@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ __all__ = ["StepLoop"]
 logger = logging.getLogger(__name__)
 
 
-class StepLoop:
+class StepLoop(ABC):
     """The shared driver loop over a frozen run spec (``RLRunSpec`` or ``OfflineRunSpec``)."""
 
     progress_name = "steps"
@@ -46,17 +47,21 @@ class StepLoop:
         self.total_epochs = spec.trainer.total_epochs
 
     # ------------------------------------------------------------------ what a trainer supplies
+    @abstractmethod
     def _build_data(self) -> None:
-        raise NotImplementedError
+        """Tokenizer, datasets, and :meth:`_make_loaders`."""
 
+    @abstractmethod
     def _build_workers(self) -> None:
-        raise NotImplementedError
+        """Start the worker groups (``self.groups``, ``self.actor_wg``)."""
 
+    @abstractmethod
     def train_step(self, batch: DataProto) -> dict[str, Any]:
-        raise NotImplementedError
+        """One step on one batch; its metrics."""
 
+    @abstractmethod
     def validate(self) -> dict[str, float]:
-        raise NotImplementedError
+        """A validation pass; empty without validation data."""
 
     def _driver_extra(self) -> dict[str, Any]:
         """Driver state beyond step, loader and RNG that a checkpoint must hold (KL controller, hooks)."""
