@@ -10,9 +10,6 @@
 set -eu
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 case "${1:-}" in -h|--help|"") sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 0; exit 2 ;; esac
-if [ -n "${PYTHON:-}" ]; then :; elif [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
-if [ ! -x "$PYTHON" ]; then
-    echo "[compare] no python at $PYTHON; create the environment with: bash $repo/scripts/setup_env.sh" >&2
-    exit 2
-fi
+. "$repo/scripts/find_python.sh"
+relift_find_python compare
 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m trainer.main_compare "$@"

@@ -40,12 +40,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "${1:-}" in -h|--help) sed -n '2,/^if \[ -z/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
-if [ -n "${PYTHON:-}" ]; then :; elif [ -n "${RELIFT_VENV:-}" ]; then PYTHON="$RELIFT_VENV/bin/python"; else PYTHON="$repo/.venv/bin/python"; fi
-if [ ! -x "$PYTHON" ]; then
-    echo "[eval_math] no python at $PYTHON; create the environment with: bash $repo/scripts/setup_env.sh" \
-         "(or set RELIFT_VENV to an existing one)" >&2
-    exit 2
-fi
+. "$repo/scripts/find_python.sh"
+relift_find_python eval_math
 # shellcheck source=protocols.sh
 . "$repo/eval_scripts/protocols.sh"
 apply_protocol || exit 2

@@ -210,6 +210,7 @@ def test_recipe_without_a_python_says_how_to_make_one(data, tmp_path):
     import shutil
 
     shutil.copytree(REPO / "examples", tmp_path / "examples")
+    shutil.copytree(REPO / "scripts", tmp_path / "scripts")  # the shared interpreter lookup lives there
     (tmp_path / "relift" / "rewards").mkdir(parents=True)
     res = subprocess.run(["sh", str(tmp_path / "examples" / "7b" / "train.sh"), *DRY], env=env, cwd=data["home"],
                          capture_output=True, text=True, timeout=60)

@@ -37,14 +37,8 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
 : "${MODEL_PATH:?set MODEL_PATH (a recipe does this)}"
 : "${EXPERIMENT_NAME:?set EXPERIMENT_NAME (a recipe does this)}"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -n "${RELIFT_VENV:-}" ] && [ -x "$RELIFT_VENV/bin/python" ]; then PYTHON="$RELIFT_VENV/bin/python"
-    elif [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"
-    else
-        echo "no python environment: set RELIFT_VENV, or create $repo/.venv with: bash scripts/setup_env.sh" >&2
-        exit 2
-    fi
-fi
+. "$repo/scripts/find_python.sh"
+relift_find_python relift
 TRAIN_FILES="${TRAIN_FILES:-$HOME/data/openr1/train.parquet}"
 VAL_FILES="${VAL_FILES:-$HOME/data/openr1/valid.parquet}"
 PROJECT_NAME="${PROJECT_NAME:-relift}"

@@ -13,14 +13,8 @@
 # PROJECT_NAME [relift], and from the recipe: EXPERIMENT_NAME, MODEL_PATH, TRAIN_FILES.
 set -eu
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -n "${RELIFT_VENV:-}" ] && [ -x "$RELIFT_VENV/bin/python" ]; then PYTHON="$RELIFT_VENV/bin/python"
-    elif [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"
-    else
-        echo "examples/redi: no python environment found; create it with: bash $repo/scripts/setup_env.sh" >&2
-        exit 1
-    fi
-fi
+. "$repo/scripts/find_python.sh"
+relift_find_python redi
 : "${EXPERIMENT_NAME:?set by the recipe}"
 : "${MODEL_PATH:?set by the recipe}"
 : "${TRAIN_FILES:?set by the recipe}"
