@@ -1,17 +1,22 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Wait until the running Ray cluster has NNODES alive nodes (used by examples/common/on_nodes.sh).
+#
+#   NNODES=2 sh examples/wait_for_nodes.sh [hydra overrides of the recipe]
 #
 # Joins RAY_ADDRESS, or the `ray start` cluster on this machine (address "auto"); never starts a new
 # one. Gives up after WAIT_NODES_TIMEOUT seconds [600] with a message saying how many nodes joined.
 # Does nothing when trainer.dry_run=true is among its arguments (a dry run needs no cluster).
-set -euo pipefail
+# Python: scripts/find_python.sh ($RELIFT_VENV/bin/python, else <repo>/.venv/bin/python).
+set -eu
+case "${1:-}" in -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 for arg in "$@"; do
     case "$arg" in
         trainer.dry_run=true|trainer.dry_run=True) exit 0 ;;
     esac
 done
-PYTHON="${PYTHON:-python3}"
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+. "$repo/scripts/find_python.sh"
+relift_find_python wait_for_nodes
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" - "${NNODES:-2}" "${WAIT_NODES_TIMEOUT:-600}" <<'PY'
 import socket

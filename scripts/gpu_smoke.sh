@@ -7,24 +7,19 @@
 # model written locally; one FSDP2 training step; vLLM imports and generates 8 tokens; one bucketed
 # weight sync from the FSDP actor into the engine, then 8 tokens again. Without vLLM the engine
 # steps use the HF engine and say so (--require-vllm makes that a failure).
-# Exit status: 0 all passed, 1 a check failed, 2 no CUDA device (nothing else is checked then).
-# Python: $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python (create it: bash scripts/setup_env.sh).
+# Exit status: 0 all passed, 1 a check failed or no Python environment, 2 no CUDA device (nothing else
+# is checked then).
+# Python: scripts/find_python.sh ($RELIFT_VENV/bin/python, else <repo>/.venv/bin/python; create it with
+# bash scripts/setup_env.sh, GPU extras: RELIFT_EXTRAS=vllm bash scripts/setup_env.sh).
 set -eu
 
 case "${1:-}" in
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
 
-REPO=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
-if [ -n "${RELIFT_VENV:-}" ]; then
-    PY="$RELIFT_VENV/bin/python"
-    [ -x "$PY" ] || { echo "gpu_smoke: RELIFT_VENV=$RELIFT_VENV has no bin/python" >&2; exit 1; }
-elif [ -x "$REPO/.venv/bin/python" ]; then
-    PY="$REPO/.venv/bin/python"
-else
-    echo "gpu_smoke: no Python environment found: set RELIFT_VENV, or create $REPO/.venv with" \
-         "'bash scripts/setup_env.sh' (GPU extras: RELIFT_EXTRAS=vllm bash scripts/setup_env.sh)" >&2
-    exit 1
-fi
-cd "$REPO"
-exec "$PY" -m workers.gpu_smoke "$@"
+repo=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+. "$repo/scripts/find_python.sh"
+(relift_find_python gpu_smoke) || exit 1   # exit status 2 means "no CUDA device" here
+relift_find_python gpu_smoke
+cd "$repo"
+exec "$PYTHON" -m workers.gpu_smoke "$@"

@@ -6,7 +6,10 @@
 #   RELIFT_FRESH  1 = rebuild from scratch (CI sets this so a missing install step cannot hide)
 #   RELIFT_EXTRAS extras to install (default: test)
 # The venv is rebuilt when pyproject.toml changes (a hash stamp is kept inside it).
+#   bash scripts/setup_env.sh          (or sh scripts/setup_env.sh; --help prints this)
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${RELIFT_VENV:-$repo/.venv}"
 extras="${RELIFT_EXTRAS:-test}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: set up the environment, lint (ruff), then run the whole test suite (CPU; gpu tests skip).
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k protocol`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k protocol` (or sh; --help prints this).
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$(bash "$repo/scripts/setup_env.sh" | tail -n 1)"
 cd "$repo"

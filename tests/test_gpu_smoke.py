@@ -32,7 +32,8 @@ def test_help_prints_usage_and_runs_nothing(shell):
 
 def test_missing_venv_is_a_clear_error():
     res = run("sh", RELIFT_VENV="/nonexistent")
-    assert res.returncode == 1 and "RELIFT_VENV=/nonexistent has no bin/python" in res.stderr
+    assert res.returncode == 1 and "no python at /nonexistent/bin/python (RELIFT_VENV=/nonexistent)" in res.stderr
+    assert "bash scripts/setup_env.sh" in res.stderr
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])

@@ -53,10 +53,12 @@ def test_shell_help_and_missing_venv(tmp_path):
     fake = tmp_path / "repo" / "examples" / "quickstart"
     fake.mkdir(parents=True)
     (fake / script.name).write_text(script.read_text())
+    (tmp_path / "repo" / "scripts").mkdir()  # the shared interpreter lookup (scripts/find_python.sh)
+    (tmp_path / "repo" / "scripts" / "find_python.sh").write_text((REPO / "scripts" / "find_python.sh").read_text())
     env = {k: v for k, v in os.environ.items() if k != "RELIFT_VENV"}
     res = subprocess.run(["sh", str(fake / script.name)], cwd=tmp_path, capture_output=True, text=True, timeout=30,
                          env=env)
-    assert res.returncode == 1 and "create it with: bash" in res.stderr and "scripts/setup_env.sh" in res.stderr
+    assert res.returncode == 2 and "no python at" in res.stderr and "bash scripts/setup_env.sh" in res.stderr
 
 
 def test_error_kinds_by_hand():

@@ -19,7 +19,7 @@ from tests.proc_utils import sigkill_after
 REPO = Path(__file__).resolve().parents[1]
 STEPS, KILL_AFTER = 5, 2
 # wall-clock dependent: never compared
-_VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step")
+_VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step", "run_id")
 
 
 def _cmd(ws: Path, out: Path) -> list[str]:

@@ -21,7 +21,8 @@ from relift.utils.tracking import ConsoleLogger, JsonlLogger, Tracking
 
 
 def read_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The lines without their run id (tests of the run id read the file themselves)."""
+    return [{k: v for k, v in json.loads(line).items() if k != "run_id"} for line in path.read_text().splitlines()]
 
 
 # -------------------------------------------------------------------------------------------------- jsonl

@@ -22,8 +22,9 @@
 # own Hydra overrides followed by the user's.
 #
 # Environment (defaults in brackets): PYTHON [$RELIFT_VENV/bin/python, else <repo>/.venv/bin/python],
-# MODEL_PATH (required), EXPERIMENT_NAME (required), RELIFT [1], TRAIN_FILES [$HOME/data/openr1/train.parquet],
-# VAL_FILES [$HOME/data/openr1/valid.parquet], NNODES [1], N_GPUS_PER_NODE [8], TOTAL_EPOCHS [3],
+# MODEL_PATH (required), EXPERIMENT_NAME (required), RELIFT [1], TRAIN_FILES [$HOME/data/openr1/train.parquet, else
+# <repo>/dataset/train_data/openr1.parquet or <repo>/dataset/openr1.parquet when one exists (ReLIFT's layout)],
+# VAL_FILES [$HOME/data/openr1/valid.parquet, else <repo>/dataset/valid.parquet when it exists], NNODES [1], N_GPUS_PER_NODE [8], TOTAL_EPOCHS [3],
 # TOTAL_STEPS [derived from the data], LOGGER [[console,jsonl]], PROJECT_NAME [relift],
 # CKPT_DIR [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME], ROLLOUT_TP [1] (vLLM tensor parallel),
 # GPU_MEM_UTIL [0.6], ACTOR_TOKENS_PER_GPU [24576] (token budget of one training forward),
@@ -32,6 +33,7 @@
 # validation: ReLIFT's dataset/valid.parquet. Model: a "-think" checkpoint (python -m dataset.make_think_model).
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -39,8 +41,12 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 : "${EXPERIMENT_NAME:?set EXPERIMENT_NAME (a recipe does this)}"
 . "$repo/scripts/find_python.sh"
 relift_find_python relift
-TRAIN_FILES="${TRAIN_FILES:-$HOME/data/openr1/train.parquet}"
-VAL_FILES="${VAL_FILES:-$HOME/data/openr1/valid.parquet}"
+# the first default that exists: ours, then ReLIFT's layout (`cd dataset && python prepare_train.py`
+# writes dataset/train_data/openr1.parquet; ReLIFT's scripts read dataset/openr1.parquet, dataset/valid.parquet)
+first_file() { for f in "$@"; do if [ -f "$f" ]; then echo "$f"; return; fi; done; echo "$1"; }
+TRAIN_FILES="${TRAIN_FILES:-$(first_file "$HOME/data/openr1/train.parquet" "$repo/dataset/train_data/openr1.parquet" \
+                                          "$repo/dataset/openr1.parquet")}"
+VAL_FILES="${VAL_FILES:-$(first_file "$HOME/data/openr1/valid.parquet" "$repo/dataset/valid.parquet")}"
 PROJECT_NAME="${PROJECT_NAME:-relift}"
 CKPT_DIR="${CKPT_DIR:-checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}"
 ACTOR_TOKENS_PER_GPU="${ACTOR_TOKENS_PER_GPU:-24576}"

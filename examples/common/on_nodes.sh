@@ -16,6 +16,7 @@
 # MODEL_PATH, TRAIN_FILES, VAL_FILES, ...).
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 if [ $# -lt 1 ] || [ ! -f "$1" ]; then
     echo "usage: bash examples/common/on_nodes.sh <recipe/train.sh> [hydra overrides]" >&2
     exit 2

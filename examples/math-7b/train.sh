@@ -8,7 +8,8 @@
 #
 # Model: the "-think" variant (chat template prefills <think>\n), from the hub or made locally:
 #   python -m dataset.make_think_model <Qwen/Qwen2.5-Math-7B folder> <out folder> --context-16k
-# Environment: MODEL_PATH [RoadQAQ/Qwen2.5-Math-7B-16k-think], EXPERIMENT_NAME [relift-math-7b], RELIFT [1; 0 = RL only],
+# Environment: MODEL_PATH [$MODEL_ROOT_PATH/Qwen2.5-Math-7B-16k-think when MODEL_ROOT_PATH is set
+# (ReLIFT's variable), else RoadQAQ/Qwen2.5-Math-7B-16k-think], EXPERIMENT_NAME [relift-math-7b], RELIFT [1; 0 = RL only],
 # and the variables listed in ../common/grpo_relift_settings.sh (PYTHON, TRAIN_FILES, VAL_FILES, NNODES, ...).
 # Extra arguments are Hydra overrides.
 #
@@ -18,6 +19,7 @@ if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^if \[/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [ -z "${MODEL_PATH:-}" ] && [ -n "${MODEL_ROOT_PATH:-}" ]; then MODEL_PATH="$MODEL_ROOT_PATH/Qwen2.5-Math-7B-16k-think"; fi
 export MODEL_PATH="${MODEL_PATH:-RoadQAQ/Qwen2.5-Math-7B-16k-think}"
 export RELIFT="${RELIFT:-1}"
 export EXPERIMENT_NAME="${EXPERIMENT_NAME:-relift-math-7b}"

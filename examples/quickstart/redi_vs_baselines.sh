@@ -12,27 +12,22 @@
 # redi_vs_baselines.png and prints a table.
 #
 # Environment: OUT_DIR (default <repo>/outputs/redi_vs_baselines), SEEDS (default "1 2 3"),
-# RELIFT_VENV (a venv with relift installed; default <repo>/.venv). Extra arguments go to
+# RELIFT_VENV (a venv with relift installed; default <repo>/.venv; scripts/find_python.sh). Extra arguments go to
 # examples/quickstart/redi_vs_baselines.py (e.g. --stage2-steps 200; --help lists them).
 set -eu
 
 case "${1:-}" in
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-if [ -n "${RELIFT_VENV:-}" ] && [ -x "$RELIFT_VENV/bin/python" ]; then
-    PY="$RELIFT_VENV/bin/python"
-elif [ -x "$REPO/.venv/bin/python" ]; then
-    PY="$REPO/.venv/bin/python"
-else
-    echo "redi_vs_baselines.sh: no python environment found; create it with: bash $REPO/scripts/setup_env.sh" >&2
-    exit 1
-fi
+repo="$REPO"
+. "$REPO/scripts/find_python.sh"
+relift_find_python redi_vs_baselines
 OUT_DIR="${OUT_DIR:-$REPO/outputs/redi_vs_baselines}"
 SEEDS="${SEEDS:-1 2 3}"
 # two cores: one torch thread per process
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 export TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
-exec "$PY" "$REPO/examples/quickstart/redi_vs_baselines.py" --out "$OUT_DIR" --seeds "$SEEDS" "$@"
+exec "$PYTHON" "$REPO/examples/quickstart/redi_vs_baselines.py" --out "$OUT_DIR" --seeds "$SEEDS" "$@"

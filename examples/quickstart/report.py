@@ -4,7 +4,8 @@ of reward and validation accuracy per step.
 
     python examples/quickstart/report.py --out-dir outputs/quickstart/seed1 [--wall-s 412]
 
-Reads ``<out-dir>/rl/metrics.jsonl`` (and ``<out-dir>/sft/metrics.jsonl`` when present); writes
+Reads the last run's lines of ``<out-dir>/rl/metrics.jsonl`` (and ``<out-dir>/sft/metrics.jsonl`` when
+present; earlier runs in the same folder are ignored, see ``read_jsonl``); writes
 ``<out-dir>/quickstart.png`` and ``<out-dir>/results.json`` and prints a markdown table.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,13 @@ _VAL_KEY = re.compile(r"^val-core/(?P<source>[^/]+)/(?P<var>[^/]+)/(?P<stat>(mea
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl, keeping the last record per step (a resumed run may log a step twice)."""
-    by_step: dict[int, dict[str, Any]] = {}
+    """Records of the file's last run, keeping the last record per step (a resumed run may log a step twice).
+
+    metrics.jsonl is appended to by every run in the same folder; each line names its run
+    (``run_id``, relift.utils.tracking), and only the lines of the run that wrote the last line are
+    read, so a rerun's report never shows an older run's steps. Files without run ids are read whole.
+    """
+    records: list[dict[str, Any]] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line:
@@ -31,8 +38,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec.get("step"), (int, float)):
-            by_step.setdefault(int(rec["step"]), {}).update(rec)
+        if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
+            records.append(rec)
+    current = records[-1].get("run_id") if records else None
+    if current is not None:
+        records = [r for r in records if r.get("run_id") == current]
+    by_step: dict[int, dict[str, Any]] = {}
+    for rec in records:
+        by_step.setdefault(int(rec["step"]), {}).update(rec)
     return [by_step[s] for s in sorted(by_step)]
 
 
@@ -107,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rl_jsonl = out / "rl" / "metrics.jsonl"
     if not rl_jsonl.is_file():
         sys.exit(f"[report] {rl_jsonl} not found: did the RL stage run with trainer.logger including jsonl?")
-    summary = summarize(read_jsonl(rl_jsonl))
+    rl_records = read_jsonl(rl_jsonl)
+    summary = summarize(rl_records)
     sft_jsonl = out / "sft" / "metrics.jsonl"
     if sft_jsonl.is_file():
         sft_recs = [r for r in read_jsonl(sft_jsonl) if "val/loss" in r]
@@ -119,8 +133,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         from trainer.plotting import plot_metrics
 
-        summary["plot"] = str(plot_metrics(rl_jsonl, out / "quickstart.png",
-                                           title="quickstart: GRPO on toy arithmetic after an SFT warm start"))
+        with tempfile.TemporaryDirectory() as tmp:  # plot this run only, not what earlier runs appended
+            current = Path(tmp) / "metrics.jsonl"
+            current.write_text("".join(json.dumps(r) + "\n" for r in rl_records), encoding="utf-8")
+            summary["plot"] = str(plot_metrics(current, out / "quickstart.png",
+                                               title="quickstart: GRPO on toy arithmetic after an SFT warm start"))
     except Exception as exc:  # noqa: BLE001 - the table matters more than the picture
         print(f"[report] could not draw the plot: {exc}", file=sys.stderr)
         summary["plot"] = None

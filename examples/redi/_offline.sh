@@ -12,6 +12,7 @@
 # N_GPUS_PER_NODE [8], MICRO_BATCH [1] (examples per forward per GPU), LOGGER [[console,jsonl]],
 # PROJECT_NAME [relift], and from the recipe: EXPERIMENT_NAME, MODEL_PATH, TRAIN_FILES.
 set -eu
+case "${1:-}" in -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$repo/scripts/find_python.sh"
 relift_find_python redi

@@ -11,7 +11,7 @@
 # TOP_P [0.95], MAX_PROMPT_LENGTH [1024], MAX_RESPONSE_LENGTH [31744 = 32768 - 1024].
 # Extra arguments are Hydra overrides for trainer.main_generation.
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 export MODEL_PATH="${MODEL_PATH:-checkpoints/relift/redi-alpha0.8/hf}"
 export BENCHMARKS="${BENCHMARKS:-aime24,amc23,math500,minerva_math,olympiadbench}"

@@ -11,7 +11,7 @@
 # EXPERIMENT_NAME [redi-sft], and those of _offline.sh (PYTHON, NNODES, N_GPUS_PER_NODE, MICRO_BATCH).
 # Extra arguments are Hydra overrides.
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 export MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-1.5B}"
 export TRAIN_FILES="${TRAIN_FILES:-data/redi/sft.parquet}"

@@ -9,7 +9,7 @@
 # Environment: MODEL_PATH [checkpoints/relift/redi-sft/hf], TRAIN_FILES [data/redi/pairs.parquet],
 # EXPERIMENT_NAME [redi-simpo], and those of _offline.sh. Extra arguments are Hydra overrides.
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 export MODEL_PATH="${MODEL_PATH:-checkpoints/relift/redi-sft/hf}"
 export TRAIN_FILES="${TRAIN_FILES:-data/redi/pairs.parquet}"

@@ -7,7 +7,9 @@ Backends (``trainer.logger``):
 * ``jsonl``: one JSON object per step, ``{"step": N, ...metrics}``, appended to
   ``<local_dir>/metrics.jsonl``; every line is flushed and fsync'd so a SIGKILL loses at most the
   line being written. A torn last line is dropped when the file is reopened, and on resume
-  :meth:`Tracking.truncate_after` removes the lines of steps the resumed run will redo.
+  :meth:`Tracking.truncate_after` removes the lines of steps the resumed run will redo. Every line
+  carries ``"run_id"``: new for each run that starts from scratch, kept by a resumed run (taken
+  from the last kept line), so a reader can pick one run out of a file that reruns appended to.
 * ``wandb``: imported lazily (``pip install 'relift[wandb]'``); ``WANDB_MODE=offline`` works.
 * ``tensorboard``: ``torch.utils.tensorboard`` (or ``tensorboardX``), imported lazily
   (``pip install 'relift[tensorboard]'``); event files under ``$TENSORBOARD_DIR`` or
@@ -25,6 +27,8 @@ import math
 import numbers
 import os
 import sys
+import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -99,10 +103,16 @@ def _json_value(value: Any) -> Any:
 _SKIP = object()
 
 
+def new_run_id() -> str:
+    """A sortable, unique id for one run: UTC start time plus a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
 class JsonlLogger:
-    """Appends ``{"step": N, ...}`` lines to ``<local_dir>/metrics.jsonl``, durably."""
+    """Appends ``{"step": N, "run_id": ..., ...}`` lines to ``<local_dir>/metrics.jsonl``, durably."""
 
     def __init__(self, local_dir: str | os.PathLike) -> None:
+        self.run_id = new_run_id()
         self.path = Path(local_dir).expanduser() / METRICS_FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._drop_torn_tail()
@@ -124,9 +134,9 @@ class JsonlLogger:
             os.fsync(fh.fileno())
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
-        record: dict[str, Any] = {"step": int(step)}
+        record: dict[str, Any] = {"step": int(step), "run_id": self.run_id}
         for k, v in metrics.items():
-            if k == "step":
+            if k in ("step", "run_id"):
                 continue
             val = _json_value(v)
             if val is not _SKIP:
@@ -153,6 +163,7 @@ class JsonlLogger:
                     continue
                 if isinstance(rec_step, (int, float)) and rec_step <= step:
                     kept.append(line)
+                    self.run_id = json.loads(line).get("run_id", self.run_id)  # a resume continues its run
                 else:
                     dropped += 1
         tmp = self.path.with_name(self.path.name + ".tmp")
