@@ -4,7 +4,8 @@
 #
 # sets PYTHON to, in this order: $PYTHON when already set (a path, or a command on PATH); else
 # $RELIFT_VENV/bin/python when RELIFT_VENV is set; else <repo>/.venv/bin/python. A bare `python3`
-# from PATH is never picked on its own: it usually lacks Hydra, torch and relift. When the chosen
+# from PATH is never picked on its own: it usually lacks Hydra, torch and relift (an explicit PYTHON
+# that cannot import hydra is refused for the same reason). When the chosen
 # interpreter does not exist, it prints which one it looked for, why, and how to create it
 # (`bash scripts/setup_env.sh`), then exits with status 2 (callers that must not exit run it in a
 # subshell). NAME prefixes the message.
@@ -26,6 +27,12 @@ relift_find_python() {
         echo "[$1] no python at $PYTHON ($_relift_py_why). Create the environment with:" \
              "bash scripts/setup_env.sh (run in $repo; it makes $repo/.venv, or RELIFT_VENV=<dir> puts it" \
              "elsewhere), or set RELIFT_VENV to an existing environment with relift installed" >&2
+        exit 2
+    fi
+    if [ "$_relift_py_why" = "PYTHON is set" ] \
+        && ! "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("hydra") is None)' 2>/dev/null; then
+        echo "[$1] PYTHON=$PYTHON is not relift's environment (it cannot import hydra): unset PYTHON to use" \
+             "RELIFT_VENV or $repo/.venv, or create one with: bash scripts/setup_env.sh (run in $repo)" >&2
         exit 2
     fi
     unset _relift_py_why

@@ -25,8 +25,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent  # the environment running the tests: RELIFT_VENV for the scripts
 DRY = ["trainer.dry_run=true", "trainer.check_devices=false"]
-ALL_SCRIPTS = sorted(str(p.relative_to(REPO)) for d in ("examples", "eval_scripts", "scripts")
-                     for p in (REPO / d).rglob("*.sh"))
+ALL_SCRIPTS = sorted(
+    str(p.relative_to(REPO)) for d in ("examples", "eval_scripts", "scripts") for p in (REPO / d).rglob("*.sh")
+)
 
 # sourced by other scripts, define functions only; not entry points
 LIBRARIES = {"examples/kk/common.sh", "scripts/find_python.sh", "eval_scripts/protocols.sh"}
@@ -59,24 +60,64 @@ def data(tmp_path_factory) -> dict[str, str]:
     user = [{"role": "user", "content": "1+1?"}]
     row = {"data_source": "math", "prompt": user, "reward_model": {"style": "rule", "ground_truth": "2"}}
     pd.DataFrame([row] * 300).to_parquet(d / "train.parquet")
-    pd.DataFrame([{**row, "prompt": [{"role": "system", "content": "think"}] + user}] * 10).to_parquet(d / "valid.parquet")
-    pd.DataFrame({"prompt": [user] * 640,
-                  "target": [[{"role": "assistant", "content": "2"}]] * 640}).to_parquet(d / "sft.parquet")
-    pd.DataFrame({"chosen": [user + [{"role": "assistant", "content": "2"}]] * 320,
-                  "rejected": [user + [{"role": "assistant", "content": "3"}]] * 320}).to_parquet(d / "pairs.parquet")
+    pd.DataFrame([{**row, "prompt": [{"role": "system", "content": "think"}] + user}] * 10).to_parquet(
+        d / "valid.parquet"
+    )
+    pd.DataFrame({"prompt": [user] * 640, "target": [[{"role": "assistant", "content": "2"}]] * 640}).to_parquet(
+        d / "sft.parquet"
+    )
+    pd.DataFrame(
+        {
+            "chosen": [user + [{"role": "assistant", "content": "2"}]] * 320,
+            "rejected": [user + [{"role": "assistant", "content": "3"}]] * 320,
+        }
+    ).to_parquet(d / "pairs.parquet")
     (d / "qwen-math").mkdir()  # shaped like Qwen2.5-Math's: 4096 positions unless a recipe widens them
-    (d / "qwen-math" / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 4096,
-                                                             "rope_theta": 10000.0}))
+    (d / "qwen-math" / "config.json").write_text(
+        json.dumps({"model_type": "qwen2", "max_position_embeddings": 4096, "rope_theta": 10000.0})
+    )
+    (d / "wide").mkdir()  # 32768 positions, like the released 16k / REDI models: room for 1024 + 8192 tokens
+    (d / "wide" / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 32768}))
     (d / "bench").mkdir()
     (d / "bench" / "math500.jsonl").write_text(json.dumps({"problem": "1+1?", "answer": "2", "unique_id": "a"}) + "\n")
     kk = d / "kk"
-    subprocess.run([sys.executable, "-m", "dataset.kk", "generate", "--people", "2..8", "--per-size", "130",
-                    "--test-per-size", "2", "--seed", "0", "--out", str(kk)], check=True, cwd=REPO,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dataset.kk",
+            "generate",
+            "--people",
+            "2..8",
+            "--per-size",
+            "130",
+            "--test-per-size",
+            "2",
+            "--seed",
+            "0",
+            "--out",
+            str(kk),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     (d / "cwd").mkdir()
-    return {k: str(v) for k, v in {"home": d, "cwd": d / "cwd", "train": d / "train.parquet",
-                                     "val": d / "valid.parquet", "sft": d / "sft.parquet", "pairs": d / "pairs.parquet",
-                                     "model": d / "qwen-math", "bench": d / "bench", "kk": kk}.items()}
+    return {
+        k: str(v)
+        for k, v in {
+            "home": d,
+            "cwd": d / "cwd",
+            "train": d / "train.parquet",
+            "val": d / "valid.parquet",
+            "sft": d / "sft.parquet",
+            "pairs": d / "pairs.parquet",
+            "model": d / "qwen-math",
+            "wide": d / "wide",
+            "bench": d / "bench",
+            "kk": kk,
+        }.items()
+    }
 
 
 def _relift(d: dict[str, str], math: bool) -> dict[str, str]:
@@ -86,32 +127,64 @@ def _relift(d: dict[str, str], math: bool) -> dict[str, str]:
 
 # script -> (environment from the data fixture, a line the plan must print)
 RECIPES = {
-    **{f"examples/{r}/{s}": (lambda d, m=r.startswith("math-"): _relift(d, m), "relift RL plan")
-       for r in ("7b", "math-1.5b", "math-7b")
-       for s in ("train.sh", "train_rl.sh", "train_2nodes.sh", "train_rl_2nodes.sh")},
+    **{
+        f"examples/{r}/{s}": (lambda d, r=r: _relift(d, r.startswith("math-")), "relift RL plan")
+        for r in ("7b", "math-1.5b", "math-7b")
+        for s in ("train.sh", "train_rl.sh", "train_2nodes.sh", "train_rl_2nodes.sh")
+    },
     "examples/math-7b/train_two_nodes.sh": (lambda d: _relift(d, True), "relift RL plan"),
     "examples/redi/sft.sh": (lambda d: {"MODEL_PATH": d["model"], "TRAIN_FILES": d["sft"]}, "relift offline plan"),
-    **{f"examples/redi/{s}": (lambda d: {"MODEL_PATH": d["model"], "TRAIN_FILES": d["pairs"]}, "relift offline plan")
-       for s in ("redi.sh", "dpo.sh", "simpo.sh")},
-    "examples/redi/eval.sh": (lambda d: {"MODEL_PATH": d["model"], "BENCH_DIR": d["bench"], "BENCHMARKS": "math500",
-                                         "OUT_DIR": d["home"] + "/redi_eval"}, "scoring skipped"),
+    **{
+        f"examples/redi/{s}": (lambda d: {"MODEL_PATH": d["model"], "TRAIN_FILES": d["pairs"]}, "relift offline plan")
+        for s in ("redi.sh", "dpo.sh", "simpo.sh")
+    },
+    "examples/redi/eval.sh": (
+        lambda d: {
+            "MODEL_PATH": d["model"],
+            "BENCH_DIR": d["bench"],
+            "BENCHMARKS": "math500",
+            "OUT_DIR": d["home"] + "/redi_eval",
+        },
+        "scoring skipped",
+    ),
     "examples/kk/grpo_7b.sh": (lambda d: {"DATA_DIR": d["kk"]}, "relift RL plan"),
     "examples/kk/reinforce_pp_curriculum.sh": (lambda d: {"DATA_DIR": d["kk"]}, "relift RL plan"),
     "examples/kk/distill_then_rl.sh": (lambda d: {"DATA_DIR": d["kk"]}, "relift offline plan"),
     "examples/kk/eval.sh": (lambda d: {"DATA_DIR": d["kk"], "MODELS": f"m={d['model']}"}, "every generation planned"),
-    "eval_scripts/eval_math.sh": (lambda d: {"MODEL_PATH": d["model"], "BENCH_DIR": d["bench"],
-                                             "BENCHMARKS": "math500", "OUT_DIR": d["home"] + "/eval"},
-                                  "scoring skipped"),
-    "eval_scripts/inference.sh": (lambda d: {"MODELS": f"m={d['model']}", "DATA": d["val"],
-                                             "OUTPUT_DIR": d["home"] + "/results"}, "scoring skipped"),
+    "eval_scripts/eval_math.sh": (
+        lambda d: {
+            "MODEL_PATH": d["model"],
+            "BENCH_DIR": d["bench"],
+            "BENCHMARKS": "math500",
+            "OUT_DIR": d["home"] + "/eval",
+        },
+        "scoring skipped",
+    ),
+    "eval_scripts/inference.sh": (
+        lambda d: {"MODELS": f"m={d['wide']}", "DATA": d["val"], "OUTPUT_DIR": d["home"] + "/results"},
+        "scoring skipped",
+    ),
 }
 
 
 def clean_env(**env: str) -> dict[str, str]:
     """The test's environment without interpreter or cluster settings, plus ``env``."""
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("PYTHON", "RELIFT_VENV", "RAY_ADDRESS", "TRAIN_FILES", "VAL_FILES", "MODEL_PATH",
-                         "MODEL_ROOT_PATH", "MASTER_ADDR") and not k.startswith("RAY_")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PYTHON",
+            "RELIFT_VENV",
+            "RAY_ADDRESS",
+            "TRAIN_FILES",
+            "VAL_FILES",
+            "MODEL_PATH",
+            "MODEL_ROOT_PATH",
+            "MASTER_ADDR",
+        )
+        and not k.startswith("RAY_")
+    }
     return {**base, **env}
 
 
@@ -132,11 +205,16 @@ def test_help_prints_usage_and_does_nothing_else(shell, flag, tmp_path):
     for script in ALL_SCRIPTS:
         if script in LIBRARIES:
             continue
-        res = subprocess.run([shell, str(REPO / script), flag], cwd=cwd, env=env, capture_output=True, text=True,
-                             timeout=30)
+        res = subprocess.run(
+            [shell, str(REPO / script), flag], cwd=cwd, env=env, capture_output=True, text=True, timeout=30
+        )
         lines = res.stdout.strip().splitlines()
-        if res.returncode != 0 or len(lines) < 2 or res.stderr \
-                or any(line.startswith(("#", "set -", "if [")) for line in lines):  # script lines leaking into usage
+        if (
+            res.returncode != 0
+            or len(lines) < 2
+            or res.stderr
+            or any(line.startswith(("#", "set -", "if [")) for line in lines)
+        ):  # script lines leaking into usage
             failures.append((script, res.returncode, res.stdout[:300], res.stderr[:300]))
     assert failures == []
     assert list(cwd.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["cwd"]
@@ -146,18 +224,26 @@ def test_help_prints_usage_and_does_nothing_else(shell, flag, tmp_path):
 def test_recipe_plans_with_sh_and_the_documented_python(script, data):
     make_env, marker = RECIPES[script]
     env = clean_env(RELIFT_VENV=str(VENV), HOME=data["home"], **make_env(data))
-    res = subprocess.run(["sh", str(REPO / script), *DRY], cwd=data["cwd"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        ["sh", str(REPO / script), *DRY], cwd=data["cwd"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, (script, res.stdout[-2000:], res.stderr[-3000:])
     assert marker in res.stdout, (script, res.stdout[-2000:])
 
 
 def test_a_recipe_without_an_environment_says_how_to_make_one(data, tmp_path):
     env = clean_env(RELIFT_VENV=str(tmp_path / "missing"), HOME=data["home"], **_relift(data, True))
-    for script in ("examples/math-7b/train.sh", "examples/redi/sft.sh", "examples/kk/grpo_7b.sh",
-                   "eval_scripts/eval_math.sh", "eval_scripts/inference.sh", "examples/wait_for_nodes.sh"):
-        res = subprocess.run(["sh", str(REPO / script), *DRY[1:]], cwd=data["cwd"], env=env, capture_output=True,
-                             text=True, timeout=60)
+    for script in (
+        "examples/math-7b/train.sh",
+        "examples/redi/sft.sh",
+        "examples/kk/grpo_7b.sh",
+        "eval_scripts/eval_math.sh",
+        "eval_scripts/inference.sh",
+        "examples/wait_for_nodes.sh",
+    ):
+        res = subprocess.run(
+            ["sh", str(REPO / script), *DRY[1:]], cwd=data["cwd"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert res.returncode == 2, (script, res.stderr)
         assert f"no python at {tmp_path}/missing/bin/python (RELIFT_VENV=" in res.stderr, (script, res.stderr)
         assert "bash scripts/setup_env.sh" in res.stderr
@@ -165,16 +251,24 @@ def test_a_recipe_without_an_environment_says_how_to_make_one(data, tmp_path):
 
 # ------------------------------------------------------------------------- the scripts meant to be sourced
 # each snippet prints the shell's options and variables before and after sourcing, and "still-here"
-PROBE = ('before="$(set +o) $- $# ${1:-}"; {src}; rc=$?; after="$(set +o) $- $# ${1:-}"; '
-         '[ "$before" = "$after" ] && echo same-shell; echo "still-here rc=$rc"; '
-         'echo "leaks:${_relift_ray_dir:-}${_relift_ray_exec:-}${RAY_AUTH_MODE:-}"; '
-         'command -v _relift_ray_start >/dev/null || command -v _relift_ray_connect >/dev/null || echo no-functions')
+PROBE = (
+    'before="$(set +o) $- $# ${1:-}"; {src}; rc=$?; after="$(set +o) $- $# ${1:-}"; '
+    '[ "$before" = "$after" ] && echo same-shell; echo "still-here rc=$rc"; '
+    'echo "leaks:${_relift_ray_dir:-}${_relift_ray_exec:-}${RAY_AUTH_MODE:-}"; '
+    "command -v _relift_ray_start >/dev/null || command -v _relift_ray_connect >/dev/null || echo no-functions"
+)
 
 
 def probe(shell: str, src: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     full = clean_env(HOME=str(tmp_path), **env)
-    return subprocess.run([shell, "-c", PROBE.replace("{src}", src), "probe", "arg1", "arg2"], cwd=REPO, env=full,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [shell, "-c", PROBE.replace("{src}", src), "probe", "arg1", "arg2"],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("shell, source", [("bash", "source"), ("bash", "."), ("sh", ".")])
@@ -188,8 +282,14 @@ def test_sourcing_never_exits_or_changes_the_shell(shell, source, name, tmp_path
     want = "--node-ip-address=10.0.0.7" if name == "ray_start.sh" else "--address=10.0.0.7:6379"
     assert want in out
     # a failure (no environment) returns 2 to the shell instead of exiting it
-    bad = probe(shell, f"{source} ./examples/{name}", tmp_path, RELIFT_VENV=str(tmp_path / "none"),
-                MASTER_ADDR="10.0.0.7", RAY_AUTH_MODE="disabled")
+    bad = probe(
+        shell,
+        f"{source} ./examples/{name}",
+        tmp_path,
+        RELIFT_VENV=str(tmp_path / "none"),
+        MASTER_ADDR="10.0.0.7",
+        RAY_AUTH_MODE="disabled",
+    )
     assert "same-shell" in bad.stdout and "still-here rc=2" in bad.stdout, (bad.stdout, bad.stderr)
     assert "no python at" in bad.stderr and "ray start" not in bad.stdout
     # under set -u and set -e the script's own settings still do not leak
@@ -206,6 +306,23 @@ def test_sourced_help_with_bash_starts_nothing(name, tmp_path):
 
 
 def test_run_as_a_script_rejects_arguments(tmp_path):
-    res = subprocess.run(["sh", str(REPO / "examples" / "ray_start.sh"), "--head"], env=clean_env(), cwd=tmp_path,
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        ["sh", str(REPO / "examples" / "ray_start.sh"), "--head"],
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 2 and "unknown argument '--head'" in res.stderr
+
+
+def test_an_explicit_python_without_hydra_is_refused(data, tmp_path):
+    fake = tmp_path / "python3"  # stands for a system python3: runs, but has no hydra
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    env = clean_env(PYTHON=str(fake), HOME=data["home"], **_relift(data, True))
+    res = subprocess.run(
+        ["sh", str(REPO / "examples/math-7b/train.sh"), *DRY], cwd=data["cwd"], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 2 and f"PYTHON={fake} is not relift's environment" in res.stderr

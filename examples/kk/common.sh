@@ -1,6 +1,7 @@
 # Sourced by the knights-and-knaves recipes (POSIX sh); the caller sets $here to its own folder.
 # kk_repo: the checkout; kk_python: the interpreter (scripts/find_python.sh: $PYTHON, else
-# $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python, else exit 2 saying how to create it); kk_help FILE ARGS: print FILE's header and exit when ARGS hold -h/--help;
+# $RELIFT_VENV/bin/python, else <repo>/.venv/bin/python, else exit 2 saying how to create it);
+# kk_help FILE ARGS: print FILE's header and exit when ARGS hold -h/--help;
 # kk_is_dry ARGS: true when ARGS hold trainer.dry_run=true (plan only: later stages plan with stand-ins).
 kk_repo=$(cd "$here/../.." && pwd)
 export PYTHONPATH="$kk_repo${PYTHONPATH:+:$PYTHONPATH}"

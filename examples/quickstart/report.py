@@ -72,15 +72,25 @@ def summarize(rl_records: list[dict[str, Any]], tail: int = 10) -> dict[str, Any
         assert m is not None
         if m["var"] != "acc" or key not in last:
             continue
-        rows.append({"data_source": m["source"], "stat": m["stat"], "sft": float(first[key]),
-                     "rl": float(last[key]), "delta": float(last[key]) - float(first[key])})
+        rows.append(
+            {
+                "data_source": m["source"],
+                "stat": m["stat"],
+                "sft": float(first[key]),
+                "rl": float(last[key]),
+                "delta": float(last[key]) - float(first[key]),
+            }
+        )
     rows.sort(key=lambda r: (r["data_source"], _stat_order(r["stat"])))
     scores = [(int(r["step"]), float(r["critic/score/mean"])) for r in rl_records if "critic/score/mean" in r]
     train = {}
     if scores:
         k = min(tail, max(1, len(scores) // 2))
-        train = {"first_steps": k, "score_first": sum(s for _, s in scores[:k]) / k,
-                 "score_last": sum(s for _, s in scores[-k:]) / k}
+        train = {
+            "first_steps": k,
+            "score_first": sum(s for _, s in scores[:k]) / k,
+            "score_last": sum(s for _, s in scores[-k:]) / k,
+        }
     mean_rows = [r for r in rows if r["stat"].startswith("mean@")]
     return {
         "sft_step": int(first["step"]),
@@ -98,16 +108,23 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
-    lines = [f"| data_source | metric | after SFT (step {summary['sft_step']}) | after RL (step {summary['rl_step']}) "
-             "| change |", "|---|---|---:|---:|---:|"]
+    lines = [
+        f"| data_source | metric | after SFT (step {summary['sft_step']}) | after RL (step {summary['rl_step']}) "
+        "| change |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in summary["rows"]:
-        lines.append(f"| {r['data_source']} | acc {r['stat']} | {100 * r['sft']:.1f} | {100 * r['rl']:.1f} "
-                     f"| {100 * r['delta']:+.1f} |")
+        lines.append(
+            f"| {r['data_source']} | acc {r['stat']} | {100 * r['sft']:.1f} | {100 * r['rl']:.1f} "
+            f"| {100 * r['delta']:+.1f} |"
+        )
     tr = summary.get("train_reward") or {}
     if tr:
         lines.append("")
-        lines.append(f"training reward (critic/score/mean): first {tr['first_steps']} steps {tr['score_first']:.3f}, "
-                     f"last {tr['first_steps']} steps {tr['score_last']:.3f}")
+        lines.append(
+            f"training reward (critic/score/mean): first {tr['first_steps']} steps {tr['score_first']:.3f}, "
+            f"last {tr['first_steps']} steps {tr['score_last']:.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -136,16 +153,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:  # plot this run only, not what earlier runs appended
             current = Path(tmp) / "metrics.jsonl"
             current.write_text("".join(json.dumps(r) + "\n" for r in rl_records), encoding="utf-8")
-            summary["plot"] = str(plot_metrics(current, out / "quickstart.png",
-                                               title="quickstart: GRPO on toy arithmetic after an SFT warm start"))
+            summary["plot"] = str(
+                plot_metrics(
+                    current, out / "quickstart.png", title="quickstart: GRPO on toy arithmetic after an SFT warm start"
+                )
+            )
     except Exception as exc:  # noqa: BLE001 - the table matters more than the picture
         print(f"[report] could not draw the plot: {exc}", file=sys.stderr)
         summary["plot"] = None
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(to_markdown(summary))
     if summary.get("delta") is not None:
-        print(f"\nvalidation accuracy: {100 * summary['sft_acc']:.1f}% after SFT -> {100 * summary['rl_acc']:.1f}% "
-              f"after RL ({100 * summary['delta']:+.1f} points)")
+        print(
+            f"\nvalidation accuracy: {100 * summary['sft_acc']:.1f}% after SFT -> {100 * summary['rl_acc']:.1f}% "
+            f"after RL ({100 * summary['delta']:+.1f} points)"
+        )
     if summary["plot"]:
         print(f"plot: {summary['plot']}")
     print(f"results: {out / 'results.json'}")
