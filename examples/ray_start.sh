@@ -31,6 +31,11 @@
 _relift_ray_start() (
     set -eu
     repo="$(cd "$1" && pwd)"; executed="$2"; shift 2
+    if [ ! -f "$repo/scripts/find_python.sh" ]; then  # sourced from plain sh outside the checkout
+        echo "[ray_start] cannot tell where the relift checkout is: source it from the checkout" \
+             "(. ./examples/ray_start.sh) or run it as a script (sh /path/to/relift/examples/ray_start.sh)" >&2
+        exit 2
+    fi
     case "${1:-}" in
         -h|--help)
             sed -n '2,/^_relift_ray_start() (/p' "$repo/examples/ray_start.sh" | sed '$d' \

@@ -150,7 +150,7 @@ RECIPES = {
     "examples/kk/grpo_7b.sh": (lambda d: {"DATA_DIR": d["kk"]}, "relift RL plan"),
     "examples/kk/reinforce_pp_curriculum.sh": (lambda d: {"DATA_DIR": d["kk"]}, "relift RL plan"),
     "examples/kk/distill_then_rl.sh": (lambda d: {"DATA_DIR": d["kk"]}, "relift offline plan"),
-    "examples/kk/eval.sh": (lambda d: {"DATA_DIR": d["kk"], "MODELS": f"m={d['model']}"}, "every generation planned"),
+    "examples/kk/eval.sh": (lambda d: {"DATA_DIR": d["kk"], "MODELS": f"m={d['wide']}"}, "every generation planned"),
     "eval_scripts/eval_math.sh": (
         lambda d: {
             "MODEL_PATH": d["model"],
@@ -326,3 +326,17 @@ def test_an_explicit_python_without_hydra_is_refused(data, tmp_path):
         ["sh", str(REPO / "examples/math-7b/train.sh"), *DRY], cwd=data["cwd"], env=env, capture_output=True, text=True
     )
     assert res.returncode == 2 and f"PYTHON={fake} is not relift's environment" in res.stderr
+
+
+def test_sourced_from_plain_sh_outside_the_checkout_says_so(tmp_path):
+    # POSIX `.` does not tell a script where it is: outside the checkout it cannot find scripts/
+    script = f"{REPO}/examples/ray_start.sh"
+    res = subprocess.run(
+        ["sh", "-c", f'. {script}; echo "alive rc=$?"'],
+        cwd=tmp_path,
+        env=clean_env(DRY_RUN="1"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "alive rc=2" in res.stdout and "cannot tell where the relift checkout is" in res.stderr
