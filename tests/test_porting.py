@@ -363,3 +363,12 @@ def test_every_published_key_has_a_row():
 def test_docs_table_is_generated_from_the_module():
     doc = (REPO / "docs" / "porting.md").read_text()
     assert markdown_table() in doc, "regenerate: python -m trainer.plan.compat --markdown"
+
+
+def test_argv_keeps_flags_and_the_order_of_overrides():
+    """Hydra applies overrides in order: a deletion after an addition must stay after it."""
+    from trainer.plan.compat import port_argv
+
+    argv = ["main_rl", "--cfg", "job", "+a.b=1", "data.max_target_len=9", "~a.b"]
+    port_argv("rl_trainer", argv)
+    assert argv == ["main_rl", "--cfg", "job", "+a.b=1", "data.max_target_length=9", "~a.b"]

@@ -272,7 +272,7 @@ def emit(notices: Iterable[str]) -> None:
 
 def port_argv(config_name: str, argv: list[str]) -> Ported:
     """Rewrite the overrides in ``argv`` (``sys.argv``) in place; flags (``--cfg job``...) are kept."""
-    idx = [i for i, a in enumerate(argv[1:], 1) if "=" in a and not a.startswith("-")]
+    idx = [i for i, a in enumerate(argv[1:], 1) if ("=" in a and not a.startswith("-")) or a.startswith("~")]
     ported = port_overrides(config_name, [argv[i] for i in idx])
     flags = [a for i, a in enumerate(argv) if i not in set(idx)]
     argv[:] = flags + ported.overrides
