@@ -287,7 +287,9 @@ def _status(rule: Rule) -> str:
         return rule.status
     if rule.status == "alias":
         if rule.values:
-            return "alias: " + ", ".join(f"`{_fmt(k)}` -> `{v}`" for k, v in rule.values.items())
+            return "alias: " + ", ".join(
+                f"`{_fmt(k)}` -> `{str(v).format(repo='<repo>')}`" for k, v in rule.values.items()
+            )
         return "alias, / world size" if rule.per_gpu else "alias"
     if rule.requires:
         return "accepted when equal to " + ", ".join(f"`{k}`" for k in rule.requires) + ", else rejected"
@@ -307,7 +309,7 @@ def markdown_table() -> str:
         relift = r.relift or ("" if r.status == "same" else r.instead)
         if r.status == "same":
             relift = r.key
-        note = r.note + "".join(f"; also sets `{a}`" for a in r.also)
+        note = r.note + "".join(f"; also sets `{a.format(positive='true if > 0')}`" for a in r.also)
         lines.append(
             f"| `{r.key}` | {r.source} | {_status(r)} | {relift.replace('|', '/')} | {note.replace('|', '/')} |"
         )

@@ -84,8 +84,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "data.reward_impl_version",
         "alias",
-        "ReLIFT's grader version 3 (<think>...</think> required, answer "
-        "after the first </think>) is relift/rewards/math_v3.py",
+        "ReLIFT's grader version 3 (both think tags required, the answer "
+        "read after the first closing tag) is relift/rewards/math_v3.py",
         "ReLIFT fork",
         relift="reward.custom_reward_function.path",
         values={3: "{repo}/relift/rewards/math_v3.py"},
