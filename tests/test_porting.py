@@ -373,3 +373,11 @@ def test_argv_keeps_flags_and_the_order_of_overrides():
     argv = ["main_rl", "--cfg", "job", "+a.b=1", "data.max_target_len=9", "~a.b"]
     port_argv("rl_trainer", argv)
     assert argv == ["main_rl", "--cfg", "job", "+a.b=1", "data.max_target_length=9", "~a.b"]
+
+
+def test_other_entry_points_get_the_unknown_key_checks_but_not_the_verl_table(files):
+    """The table maps verl's PPO trainer keys: on the offline trainer a verl key is just unknown."""
+    with pytest.raises(PlanError, match=r"unknown key model\.pth \(did you mean model\.path\?\)"):
+        compose_config("offline_trainer", ["model.pth=x"])
+    with pytest.raises(PlanError, match="unknown key trainer.critic_warmup"):
+        compose_config("offline_trainer", ["trainer.critic_warmup=0"])
