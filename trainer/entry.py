@@ -67,11 +67,12 @@ def hydra_entry(config_name: str, run_main: Callable[[DictConfig], int]) -> Call
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)
     def main(cfg: DictConfig) -> None:
-        problems = finish(cfg, ported) if ported is not None else []
-        emit(ported.notices if ported is not None else ())
-        if problems:
-            print(f"[relift] {PlanError(problems)}", file=sys.stderr, flush=True)
-            sys.exit(EXIT_BAD_CONFIG)
+        if ported is not None:
+            problems = finish(cfg, ported)
+            if problems:
+                print(f"[relift] {PlanError(problems)}", file=sys.stderr, flush=True)
+                sys.exit(EXIT_BAD_CONFIG)
+            emit(ported.notices)
         rc = run_main(cfg)
         if rc:
             sys.exit(rc)
@@ -80,9 +81,11 @@ def hydra_entry(config_name: str, run_main: Callable[[DictConfig], int]) -> Call
         """Port verl / ReLIFT overrides in ``sys.argv`` (a rejected key: exit 2 before Hydra), then run."""
         nonlocal ported
         ported = port_argv(config_name, sys.argv)
-        if ported.problems:
+        if ported.problems:  # the problems alone: notices would bury them
             print(f"[relift] {PlanError(ported.problems)}", file=sys.stderr, flush=True)
             sys.exit(EXIT_BAD_CONFIG)
+        emit(ported.notices)  # now, so ``--cfg job`` shows them too; finish() adds its own
+        ported.notices.clear()
         main()
 
     return entry

@@ -314,7 +314,7 @@ def compose_config(config_name: str = "rl_trainer", overrides: Sequence[str] = (
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = compose(config_name=config_name, overrides=ported.overrides)
     problems = finish(cfg, ported)
-    emit(ported.notices)
     if problems:
         raise PlanError(problems)
+    emit(ported.notices)
     return cfg
