@@ -58,12 +58,34 @@ def exit_status(run: Callable[[DictConfig], Any], cfg: DictConfig,
 
 def hydra_entry(config_name: str, run_main: Callable[[DictConfig], int]) -> Callable[[], None]:
     """The ``main()`` of an entry point: Hydra composes ``trainer/config/<config_name>.yaml`` with the
-    command line, ``run_main`` runs it, a non-zero status becomes the process's exit code."""
+    command line, ``run_main`` runs it, a non-zero status becomes the process's exit code. verl and
+    ReLIFT keys on the command line are ported first (:mod:`trainer.plan.compat`)."""
+
+    from trainer.plan.compat import emit, finish, port_argv  # noqa: PLC0415 - verl / ReLIFT keys
+
+    ported = None
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)
     def main(cfg: DictConfig) -> None:
+        if ported is not None:
+            problems = finish(cfg, ported)
+            if problems:
+                print(f"[relift] {PlanError(problems)}", file=sys.stderr, flush=True)
+                sys.exit(EXIT_BAD_CONFIG)
+            emit(ported.notices)
         rc = run_main(cfg)
         if rc:
             sys.exit(rc)
 
-    return main
+    def entry() -> None:
+        """Port verl / ReLIFT overrides in ``sys.argv`` (a rejected key: exit 2 before Hydra), then run."""
+        nonlocal ported
+        ported = port_argv(config_name, sys.argv)
+        if ported.problems:  # the problems alone: notices would bury them
+            print(f"[relift] {PlanError(ported.problems)}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_BAD_CONFIG)
+        emit(ported.notices)  # now, so ``--cfg job`` shows them too; finish() adds its own
+        ported.notices.clear()
+        main()
+
+    return entry

@@ -301,8 +301,20 @@ def compose_config(config_name: str = "rl_trainer", overrides: Sequence[str] = (
 
     For tests and tools that want the config without ``@hydra.main`` (no working-dir changes, no
     logging setup). Interpolations are left unresolved, exactly like the entry points see them.
+    verl / ReLIFT keys are ported first (:mod:`trainer.plan.compat`; notices on stderr); a key
+    relift rejects raises :class:`PlanError`.
     """
     from hydra import compose, initialize_config_dir  # noqa: PLC0415
 
+    from trainer.plan.compat import emit, finish, port_overrides  # noqa: PLC0415 - compat imports this module
+
+    ported = port_overrides(config_name, list(overrides))
+    if ported.problems:
+        raise PlanError(ported.problems)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name=config_name, overrides=list(overrides))
+        cfg = compose(config_name=config_name, overrides=ported.overrides)
+    problems = finish(cfg, ported)
+    if problems:
+        raise PlanError(problems)
+    emit(ported.notices)
+    return cfg
