@@ -154,15 +154,10 @@ def test_verl_qwen3_example_hits_relifts_stricter_mini_batch_rule(files):
 # ------------------------------------------------------------------------------------- ReLIFT's scripts
 
 
-# The old fork left vLLM's max_num_batched_tokens at 8192 (chunked prefill let it run 1024 + 8192 tokens);
-# relift's plan asks for at least max_prompt_length + max_response_length, so these two scripts need one line
-WIDER_ENGINE_BATCH = f"{RO}.max_num_batched_tokens=16384"
-
-
-def test_old_relift_scripts_stop_only_at_the_engine_token_budget(files):
-    msg = plan_error(published("relift_math-1.5b_train", files) + DRY)
-    assert "(1 problem)" in msg
-    assert f"{RO}.max_num_batched_tokens (8192) must be >= data.max_prompt_length (1024) + " in msg
+def test_old_relift_scripts_keep_their_engine_token_budget(files):
+    """The fork ran vLLM with max_num_batched_tokens 8192 under 1024 + 8192 tokens (chunked prefill): kept."""
+    p = plan("relift_math-1.5b_train", files)
+    assert p.rollout.max_num_batched_tokens == 8192 and p.rollout.prompt_length + p.rollout.response_length == 9216
 
 
 def check_relift_rl_phase(p, world):
@@ -182,7 +177,7 @@ def check_relift_rl_phase(p, world):
 
 
 def test_relift_math_1_5b_script_ports_its_old_fork_keys(files, capsys):
-    p = plan("relift_math-1.5b_train", files, WIDER_ENGINE_BATCH)
+    p = plan("relift_math-1.5b_train", files)
     check_relift_rl_phase(p, world=8)
     assert p.relift.sft_per_worker == 128 // 8 and p.trainer.total_epochs == 3
     err = capsys.readouterr().err
@@ -197,7 +192,7 @@ def test_relift_math_1_5b_script_ports_its_old_fork_keys(files, capsys):
 
 
 def test_relift_two_node_script(files):
-    p = plan("relift_qwen-math-7b_train_two_node", files, WIDER_ENGINE_BATCH)
+    p = plan("relift_qwen-math-7b_train_two_node", files)
     check_relift_rl_phase(p, world=16)
     assert p.relift.sft_per_worker == 128 // 16 and p.trainer.total_epochs == 5
 
@@ -225,7 +220,6 @@ def test_main_rl_end_to_end_in_a_subprocess(files):
         "trainer.main_rl",
         *published("relift_math-1.5b_train", files),
         *DRY,
-        WIDER_ENGINE_BATCH,
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=files["dir"], env=env)
     assert res.returncode == 0, res.stderr
