@@ -13,6 +13,7 @@ from typing import Any
 from relift.spec.run import OfflineBatchPlan, OfflineRunSpec
 from relift.spec.sections import ActorSpec, CheckpointSpec, LossSpec, MicroBatching, OfflineDataSpec, RefSpec, WorldSpec
 from trainer.plan.checker import ConfigChecker, PlanError, check_files, check_model_path, max_positions
+from trainer.plan.data_checks import check_offline_data
 from trainer.plan.common import (
     check_fsdp,
     check_model,
@@ -84,6 +85,7 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflineRunSp
     c = ConfigChecker(cfg)
     world = check_world(c)
     data = _check_data(c)
+    check_offline_data(c, data)
     loss = _check_loss(c, data.kind)
     per_w, micro_batches = _examples_per_worker(c, world, data.train_batch_size, data.micro_batch_size_per_gpu)
     trainer = check_trainer(c, "trainer.max_ckpt_to_keep", online=False)
