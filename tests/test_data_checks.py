@@ -249,6 +249,26 @@ def test_offline_pairs_layouts(tmp_path, model_dir):
     assert f"{bad} row 4: column 'rejected' must end with an assistant message" in msg
 
 
+def test_offline_sequence_lengths_agree_with_the_dataset(tmp_path, model_dir):
+    from relift.data import SFTDataset
+    from relift.models.loading import load_tokenizer
+
+    # prompt "q": 19 + 1 tokens; completion "a"*k + <|im_end|> "\n": k + 2; EOS: 1 -> 23 + k
+    rows = [{"prompt": "q", "target": "a" * 10} for _ in range(6)]
+    rows[4]["target"] = "a" * 30
+    train = write(tmp_path / "sft.parquet", rows)
+    limit = 23 + 20
+    msg = plan_problems(off_cfg(train, model_dir, "data.kind=sft", "loss.type=sft", f"data.max_length={limit}"),
+                        build_offline_plan)
+    assert (f"data.train_files: {train} row 4: prompt + target + EOS is {23 + 30} tokens, over "
+            f"data.max_length={limit} (1 of 6 rows are over)") in msg
+    with pytest.raises(ValueError, match=f"row 4: prompt \\+ response \\+ EOS is {23 + 30} tokens"):
+        SFTDataset(train, load_tokenizer(model_dir), max_length=limit, truncation="error")
+    plan = build_offline_plan(off_cfg(train, model_dir, "data.kind=sft", "loss.type=sft", f"data.max_length={limit}",
+                                      "data.truncation=filter"))
+    assert any("1 of 6 rows are over data.max_length=43 and will be dropped" in w for w in plan.warnings)
+
+
 # ------------------------------------------------------------------------------------------------ generation
 
 

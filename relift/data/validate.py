@@ -26,7 +26,7 @@ from relift.data.io import ParquetTable, as_dict, as_messages, as_text, expand_d
 from relift.data.templated import templated_text
 
 __all__ = ["DataFindings", "PromptRows", "open_columns", "check_rl_files", "check_completion_files",
-           "check_prompt_files", "check_prompt_lengths", "unknown_source_problems"]
+           "check_prompt_files", "check_prompt_lengths", "check_completion_lengths", "unknown_source_problems"]
 
 _FIRST_ROWS = 3  # rows named in a warning about some None ground truths
 
@@ -51,6 +51,7 @@ class DataFindings:
     none_truths: list[str] = field(default_factory=list)  # "file row i" of rows whose ground truth is None
     none_truth_count: int = 0
     truth_rows: int = 0  # rows whose reward_model cell is a dict with a ground_truth key
+    completions: list[tuple[Any, ...]] = field(default_factory=list)  # offline: (prompt, content, ...) per row
 
 
 class _Tally:
@@ -228,7 +229,8 @@ def check_completion_files(key: str, files: Sequence[str], *, kind: str, prompt_
         tally = _Tally()
         for row in range(len(table)):
             try:
-                read_row(table, row, layout)
+                out.completions.append(read_row(table, row, layout))
+                out.prompts.where.append((table.files[0], row))
             except ValueError as err:
                 message = str(err)
                 column = next((c for c in (prompt_key, *completion_keys, messages_key or "")
@@ -294,3 +296,49 @@ def check_prompt_lengths(key: str, prompts: PromptRows, tokenizer: Any, *, limit
                                 f"row {row}, {lengths[first]} tokens)")
     else:
         out.warnings.append(f"{key}: {what} and will be cut ({truncation_key}={truncation})")
+
+
+def check_completion_lengths(key: str, found: DataFindings, tokenizer: Any, *, limit: int, truncation: str,
+                             apply_chat_template: bool, sides: Sequence[str], out: DataFindings) -> None:
+    """SFT / pair rows: prompt + completion (+ the template's end-of-turn) + EOS against ``data.max_length``,
+    counted as :class:`relift.data.SFTDataset` / ``PairDataset`` count them; policy as for prompts."""
+    from relift.data.common import token_lengths  # noqa: PLC0415
+    from relift.data.completion_rows import prompt_text_of, render_completion  # noqa: PLC0415
+
+    if not found.completions or truncation in ("left", "right"):
+        return
+    prompts: list[str] = []
+    texts: list[list[str]] = [[] for _ in sides]
+    try:
+        for (prompt, *contents), (path, row) in zip(found.completions, found.prompts.where):
+            text = prompt_text_of(tokenizer, prompt, apply_chat_template)
+            prompts.append(text)
+            for k, content in enumerate(contents):
+                texts[k].append(render_completion(tokenizer, prompt, text, content, apply_chat_template,
+                                                  f"{path} row {row}"))
+    except ValueError as err:
+        out.problems.append(f"{key}: {err}")
+        return
+    p_len = token_lengths(tokenizer, prompts, desc=f"{key}: measuring prompts")
+    eos = tokenizer.eos_token
+    total = len(prompts)
+    keep = [True] * total
+    for side, side_texts in zip(sides, texts):
+        lengths = [p + c + (0 if t.endswith(eos) else 1)
+                   for p, c, t in zip(p_len, token_lengths(tokenizer, side_texts, desc=f"{key}: measuring {side}"),
+                                      side_texts)]
+        over = [i for i, n in enumerate(lengths) if n > limit]
+        for i in over:
+            keep[i] = False
+        if over and truncation == "error":
+            path, row = found.prompts.where[over[0]]
+            out.problems.append(f"{key}: {path} row {row}: prompt + {side} + EOS is {lengths[over[0]]} tokens, over "
+                                f"data.max_length={limit} ({len(over)} of {total} rows are over); raise "
+                                "data.max_length or set data.truncation=filter|left|right")
+    dropped = total - sum(keep)
+    if truncation == "filter" and dropped == total:
+        out.problems.append(f"{key}: every row is over data.max_length={limit}; data.truncation=filter would "
+                            "leave no rows")
+    elif truncation == "filter" and dropped:
+        out.warnings.append(f"{key}: {dropped} of {total} rows are over data.max_length={limit} and will be "
+                            "dropped (data.truncation=filter)")

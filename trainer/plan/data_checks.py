@@ -31,6 +31,7 @@ from typing import Any
 from relift.data.validate import (
     DataFindings,
     check_completion_files,
+    check_completion_lengths,
     check_prompt_files,
     check_prompt_lengths,
     check_rl_files,
@@ -137,8 +138,9 @@ def check_rl_data(c: ConfigChecker, data: DataSpec, model: ModelSpec | None, cus
                            data.truncation, data.apply_chat_template, data.prompt_key, "filter|left|right")
 
 
-def check_offline_data(c: ConfigChecker, data: OfflineDataSpec) -> None:
-    """Every row of the SFT or pair files, read with the datasets' own row readers."""
+def check_offline_data(c: ConfigChecker, data: OfflineDataSpec, model: ModelSpec | None = None) -> None:
+    """Every row of the SFT or pair files, read with the datasets' own row readers, and (with a local
+    tokenizer) every sequence measured against ``data.max_length`` under ``truncation=error|filter``."""
     from relift.data.completion_rows import read_pair_row, read_sft_row  # noqa: PLC0415
     from relift.data.sft_dataset import SFTDataConfig  # noqa: PLC0415
 
@@ -157,9 +159,24 @@ def check_offline_data(c: ConfigChecker, data: OfflineDataSpec) -> None:
             return read_pair_row(table, row, layout, data.prompt_key, data.chosen_key, data.rejected_key)
     for key, files in (("data.train_files", data.train_files), ("data.val_files", data.val_files)):
         files = _existing(files)
-        if files:
-            _record(c, check_completion_files(key, files, kind=data.kind, prompt_key=data.prompt_key,
-                                              completion_keys=keys, messages_key=messages_key, read_row=read))
+        if not files:
+            continue
+        found = check_completion_files(key, files, kind=data.kind, prompt_key=data.prompt_key,
+                                       completion_keys=keys, messages_key=messages_key, read_row=read)
+        _record(c, found)
+        if found.problems or model is None or not model.path or not data.max_length or not data.truncation:
+            continue
+        tokenizer, why = plan_tokenizer(model.tokenizer_path, model.trust_remote_code)
+        if tokenizer is None:
+            if data.truncation == "error":
+                c.warn(f"{key}: sequence lengths not checked at plan time ({why}); the dataset checks them when "
+                       "it loads")
+            continue
+        out = DataFindings()
+        check_completion_lengths(key, found, tokenizer, limit=data.max_length, truncation=data.truncation,
+                                 apply_chat_template=data.apply_chat_template,
+                                 sides=tuple(keys), out=out)
+        _record(c, out)
 
 
 def check_generation_data(c: ConfigChecker, files: list[str], prompt_key: str, tokenizer_path: str | None,

@@ -13,7 +13,6 @@ from typing import Any
 from relift.spec.run import OfflineBatchPlan, OfflineRunSpec
 from relift.spec.sections import ActorSpec, CheckpointSpec, LossSpec, MicroBatching, OfflineDataSpec, RefSpec, WorldSpec
 from trainer.plan.checker import ConfigChecker, PlanError, check_files, check_model_path, max_positions
-from trainer.plan.data_checks import check_offline_data
 from trainer.plan.common import (
     check_fsdp,
     check_model,
@@ -24,6 +23,7 @@ from trainer.plan.common import (
     dataset_steps,
     per_worker,
 )
+from trainer.plan.data_checks import check_offline_data
 
 __all__ = ["build_offline_plan", "OFFLINE_LOSSES"]
 
@@ -85,7 +85,6 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflineRunSp
     c = ConfigChecker(cfg)
     world = check_world(c)
     data = _check_data(c)
-    check_offline_data(c, data)
     loss = _check_loss(c, data.kind)
     per_w, micro_batches = _examples_per_worker(c, world, data.train_batch_size, data.micro_batch_size_per_gpu)
     trainer = check_trainer(c, "trainer.max_ckpt_to_keep", online=False)
@@ -95,6 +94,7 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflineRunSp
                                            "data.train_files")
     trainer = dataclasses.replace(trainer, total_training_steps=total)
     model, model_cfg = check_model(c, "model")
+    check_offline_data(c, data, model)
     mpe = max_positions(model_cfg, model.override_config)
     L = data.max_length
     if mpe is not None and L and L > mpe:

@@ -18,7 +18,6 @@ from relift.spec import PolicyWorkerSpec
 from relift.spec.run import RLBatchPlan, RLRunSpec
 from relift.spec.sections import DataSpec, RolloutSpec, WorldSpec
 from trainer.plan.checker import ConfigChecker, PlanError, check_files, max_positions
-from trainer.plan.data_checks import check_rl_data
 from trainer.plan.common import (
     check_model,
     check_ray_init,
@@ -27,6 +26,7 @@ from trainer.plan.common import (
     dataset_steps,
     world_text,
 )
+from trainer.plan.data_checks import check_rl_data
 from trainer.plan.rl_sections import (
     RO,
     A,
