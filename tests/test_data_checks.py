@@ -335,3 +335,31 @@ def test_main_rl_corrupt_file_exits_2(tmp_path, model_dir):
                 "trainer.device=cpu", "trainer.dry_run=true"])
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{corrupt} is not a readable parquet file" in res.stderr
+
+
+@pytest.mark.parametrize("case", ["corrupt", "empty", "ill_typed_prompt", "over_long_prompt"])
+def test_issue19_holds_fail_clearly_before_training(case, tmp_path, model_dir, monkeypatch, capsys):
+    """Issue 19's "holds" list stays true, now at plan time: exit status 2, the file and row named, and
+    ``train`` (which would load the model) never called."""
+    from trainer import main_rl
+
+    path = tmp_path / "train.parquet"
+    overrides = []
+    if case == "corrupt":
+        path.write_bytes(b"PAR1 truncated")
+        expect = f"{path} is not a readable parquet file"
+    elif case == "empty":
+        pd.DataFrame(rl_row(), index=[0]).iloc[:0].to_parquet(path)
+        expect = f"{path} has no rows"
+    elif case == "ill_typed_prompt":
+        write(path, [dict(rl_row(), prompt="plain text, not messages")] * 3)
+        expect = f"{path} row 0: column 'prompt' must be a list of chat messages"
+    else:
+        write(path, [rl_row(q="x" * 100)] * 3)
+        overrides = ["data.max_prompt_length=50"]
+        expect = f"{path} row 0: the prompt (column 'prompt' after the chat template) is {CHATML_OVERHEAD + 100} tokens"
+    called = []
+    monkeypatch.setattr(main_rl, "train", lambda spec: called.append(spec))
+    assert main_rl.run_main(rl_cfg(str(path), model_dir, *overrides)) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err and called == []
