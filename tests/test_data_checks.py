@@ -86,6 +86,17 @@ def test_unknown_data_source_in_val_only_and_a_close_name(tmp_path, model_dir):
     assert "data.train_files" not in msg
 
 
+def test_many_unknown_sources_are_counted_not_listed():
+    from relift.data.validate import unknown_source_problems
+    from relift.rewards.registry import get_reward_fn, known_data_sources
+
+    sources = {f"id_{i}": (2, f"f.parquet row {2 * i}") for i in range(40)} | {"math": (7, "f.parquet row 80")}
+    lines = unknown_source_problems("data.train_files", sources, known_data_sources(), get_reward_fn)
+    assert len(lines) == 6 and lines[0].startswith("data.train_files: f.parquet row 0: column 'data_source' is 'id_0'")
+    assert lines[-1] == ("data.train_files: 35 more 'data_source' values have no reward function (70 rows), "
+                         "e.g. 'id_5', 'id_6', 'id_7'")
+
+
 def test_custom_reward_function_scores_every_source(tmp_path, model_dir):
     fn = tmp_path / "score.py"
     fn.write_text("def compute_score(data_source, solution_str, ground_truth, extra_info=None):\n    return 0.0\n")

@@ -183,21 +183,28 @@ def check_rl_files(key: str, files: Sequence[str], *, prompt_key: str, source_ke
 
 
 def unknown_source_problems(key: str, sources: dict[str, tuple[int, str]], known: Sequence[str],
-                            get_fn: Callable[[str], Any], source_key: str = "data_source") -> list[str]:
-    """One line per ``data_source`` value that no scorer handles (``get_fn`` raises KeyError)."""
-    lines = []
+                            get_fn: Callable[[str], Any], source_key: str = "data_source",
+                            max_lines: int = 5) -> list[str]:
+    """One line per ``data_source`` value that no scorer handles (``get_fn`` raises KeyError), the first
+    ``max_lines`` of them, then one line counting the rest."""
+    unknown = []
     for source, (n, first) in sources.items():
         try:
             get_fn(source)
-            continue
         except KeyError:
-            pass
+            unknown.append((source, n, first))
+    lines = []
+    for source, n, first in unknown[:max_lines]:
         close = difflib.get_close_matches(source, list(known), n=3)
         hint = f"; close known names: {', '.join(close)}" if close else ""
         lines.append(f"{key}: {first}: column {source_key!r} is {source!r}, which no reward function scores "
                      f"({n} row{'s' if n != 1 else ''}){hint}; register one with "
                      f"@relift.rewards.register_reward({source!r}) or set reward.custom_reward_function.path "
                      f"(known sources: relift/rewards/registry.py)")
+    if len(unknown) > max_lines:
+        rest = unknown[max_lines:]
+        lines.append(f"{key}: {len(rest)} more {source_key!r} values have no reward function "
+                     f"({sum(n for _, n, _ in rest)} rows), e.g. {', '.join(repr(s) for s, _, _ in rest[:3])}")
     return lines
 
 
