@@ -215,6 +215,9 @@ def test_over_long_prompt_named_with_its_token_count(tmp_path, model_dir):
     assert any("2 of 20 prompts are over" in w and "dropped" in w for w in plan.warnings)
     msg = plan_problems(rl_cfg(train, model_dir, "data.max_prompt_length=5", "data.truncation=filter"))
     assert "every prompt is over data.max_prompt_length=5" in msg
+    # left/right: over-long prompts are cut when fetched, nothing can fail, so the plan does not measure
+    plan = build_rl_plan(rl_cfg(train, model_dir, "data.max_prompt_length=5", "data.truncation=left"))
+    assert not any("prompts are over" in w for w in plan.warnings)
 
 
 def test_no_local_tokenizer_skips_lengths_with_a_warning(tmp_path):

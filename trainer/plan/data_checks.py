@@ -16,8 +16,9 @@ column, so the entry points stop with exit status 2 and a short message (:mod:`t
 The length check needs the tokenizer. It is loaded from local files only (a checkpoint folder or the
 hub cache, never a download); without one the length check is skipped with a plan warning and the
 dataset still checks lengths when it loads. Policy for large files: every row is measured (the issue
-asks for any row); rendering + a batched fast-tokenizer pass costs about what the dataset's own load
-does (numbers in docs/data_keys.md), and a progress bar shows on files over 4096 rows.
+asks for any row) under ``truncation=error`` and ``filter``, none under ``left``/``right`` (nothing can
+fail there). Rendering + a batched fast-tokenizer pass costs about what the dataset's own measurement
+at load costs (numbers in docs/data_keys.md); a progress bar shows on files over 4096 rows.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def _ground_truth(c: ConfigChecker, key: str, found: DataFindings, custom: bool)
 def _check_lengths(c: ConfigChecker, key: str, found: DataFindings, tokenizer_path: str | None,
                    trust_remote_code: bool, limit: int | None, truncation: str | None, apply_chat_template: bool,
                    prompt_key: str, fixes: str) -> None:
-    if not found.prompts.messages or not limit or not truncation or not tokenizer_path:
-        return
+    if not found.prompts.messages or not limit or truncation not in ("error", "filter") or not tokenizer_path:
+        return  # left/right cut over-long prompts at fetch time: nothing to stop, so no pass over the data
     tokenizer, why = plan_tokenizer(tokenizer_path, trust_remote_code)
     if tokenizer is None:
         if truncation == "error":
