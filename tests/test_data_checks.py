@@ -227,6 +227,10 @@ def test_no_local_tokenizer_skips_lengths_with_a_warning(tmp_path):
     train = write(tmp_path / "train.parquet", [rl_row(q="x" * 500)] * 4)
     plan = build_rl_plan(rl_cfg(train, str(cfg_only), "data.max_prompt_length=8"))
     assert any("prompt lengths not checked at plan time" in w for w in plan.warnings)
+    # without a tokenizer a plain-string prompt cannot be told from a templated one: a warning, not an error
+    train = write(tmp_path / "strings.parquet", [dict(rl_row(), prompt="1+1?")] * 3)
+    plan = build_rl_plan(rl_cfg(train, str(cfg_only)))
+    assert any(f"{train} row 0: column 'prompt' is a plain string" in w and "(3 of 3 rows" in w for w in plan.warnings)
 
 
 # ------------------------------------------------------------------------------------------------ offline

@@ -140,13 +140,18 @@ def check_rl_files(key: str, files: Sequence[str], *, prompt_key: str, source_ke
     out = DataFindings()
     optional = ["extra_info"] + ([target_key] if target_key else [])
     for table in open_columns(key, files, [prompt_key, source_key, reward_model_key], optional, out):
-        tally = _Tally()
+        tally, unsure = _Tally(), _Tally()
         has_extra, has_target = "extra_info" in table.columns, bool(target_key) and target_key in table.columns
         path = table.files[0]
         for row in range(len(table)):
             where = table.origin(row)
             try:
-                messages = _prompt_messages(table.cell(row, prompt_key), prompt_key, where, tokenizer, False)
+                cell = table.cell(row, prompt_key)
+                if tokenizer is None and isinstance(cell, str) and templated_text(cell) is None:
+                    unsure.add(prompt_key, f"{where}: column {prompt_key!r} is a plain string; the RL dataset takes "
+                                           "a string only when it holds the tokenizer's chat-template tokens "
+                                           "(not confirmed: no tokenizer at plan time)")
+                messages = _prompt_messages(cell, prompt_key, where, tokenizer, False)
                 out.prompts.messages.append(messages)
                 out.prompts.where.append((path, row))
             except ValueError as err:
@@ -179,6 +184,7 @@ def check_rl_files(key: str, files: Sequence[str], *, prompt_key: str, source_ke
                 except ValueError as err:
                     tally.add(target_key, str(err))
         tally.emit(out.problems, key, len(table))
+        unsure.emit(out.warnings, key, len(table))
     return out
 
 
