@@ -27,6 +27,9 @@ def main() -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the tiny byte-level one)")
     p.add_argument("--max-prompt-length", type=int, default=1 << 20)
     args = p.parse_args()
+    if not Path(args.data).is_file():
+        raise SystemExit(f"no data file {args.data}; pass --data FILE.parquet (an RL parquet: prompt, data_source, "
+                         "reward_model)")
 
     import pandas as pd
 
