@@ -23,7 +23,8 @@ def files(tmp_path_factory) -> dict[str, str]:
     """A 64-row train parquet, a 10-row val parquet, a model dir with only a config.json."""
     d = tmp_path_factory.mktemp("plan")
     row = {"data_source": "math", "prompt": [{"role": "user", "content": "1+1?"}],
-           "reward_model": {"style": "rule", "ground_truth": "2"}}
+           "reward_model": {"style": "rule", "ground_truth": "2"},
+           "target": "2", "chosen": "2", "rejected": "3"}  # the offline plans read every row too
     pd.DataFrame([row] * 64).to_parquet(d / "train.parquet")
     pd.DataFrame([row] * 10).to_parquet(d / "val.parquet")
     (d / "model").mkdir()

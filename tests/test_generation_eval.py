@@ -148,8 +148,8 @@ def test_generation_checks_config_and_data_first(tiny_model, prompts_file, tmp_p
                                                          "data.max_response_length=null"))
     assert plan.max_response_length == 512 - 64 and plan.response_length_derived and plan.num_prompts == 5
     # prompts over the limit: the row is named (chat template makes "What is 1+1?" > 8 tokens)
-    with pytest.raises(PlanError, match=r"prompts.parquet row 0: the prompt is \d+ tokens, over "
-                                        r"data.max_prompt_length=8 \(5 of 5"):
+    with pytest.raises(PlanError, match=r"prompts.parquet row 0: the prompt \(column 'prompt' after the chat "
+                                        r"template\) is \d+ tokens, over data.max_prompt_length=8 \(5 of 5"):
         main_generation.run_generation(gen_cfg(tiny_model, prompts_file, out, "data.max_prompt_length=8"))
     assert not out.exists()
 

@@ -49,5 +49,6 @@ def test_sft_dry_run_and_unreadable_first_row(tmp_path, model):
     pd.DataFrame({"messages": [USER]}).to_parquet(bad)
     res = dry(bad, model)
     assert res.returncode == 2
-    assert f"the first row cannot be read: {bad} row 0: column 'messages' must end with an assistant message" \
-        in res.stderr
+    # since issue 13 the plan reads every row (trainer/plan/data_checks.py), before the first-row preview
+    assert f"data.train_files: {bad} row 0: column 'messages' must end with an assistant message" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -26,6 +26,7 @@ from relift.spec.sections import (
 )
 from trainer.plan.checker import ConfigChecker, PlanError, check_files, check_model_path, max_positions
 from trainer.plan.common import check_devices_available, check_ray_init
+from trainer.plan.data_checks import check_generation_data
 from trainer.plan.table import render_plan
 
 __all__ = ["GenerationPlan", "build_generation_plan", "MAX_DERIVED_RESPONSE_LENGTH"]
@@ -243,6 +244,10 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
             c.warn("data.path already has a 'responses' column; the output replaces it")
         if num_prompts == 0:
             c.fail(f"data.path {files} has no rows")
+        elif prompt_key is not None and (columns is None or prompt_key in columns):  # every row, at plan time
+            tok = str(c.raw("model.tokenizer_path") or c.raw("model.path")) if model_ok else None
+            check_generation_data(c, files, prompt_key, tok, c.bool("model.trust_remote_code"), P, truncation,
+                                  apply_template)
 
     ray_init = check_ray_init(c)
     if c.problems:

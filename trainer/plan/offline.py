@@ -23,6 +23,7 @@ from trainer.plan.common import (
     dataset_steps,
     per_worker,
 )
+from trainer.plan.data_checks import check_offline_data
 
 __all__ = ["build_offline_plan", "OFFLINE_LOSSES"]
 
@@ -93,6 +94,7 @@ def build_offline_plan(cfg: Any, dataset_len: int | None = None) -> OfflineRunSp
                                            "data.train_files")
     trainer = dataclasses.replace(trainer, total_training_steps=total)
     model, model_cfg = check_model(c, "model")
+    check_offline_data(c, data, model)
     mpe = max_positions(model_cfg, model.override_config)
     L = data.max_length
     if mpe is not None and L and L > mpe:

@@ -26,6 +26,7 @@ from trainer.plan.common import (
     dataset_steps,
     world_text,
 )
+from trainer.plan.data_checks import check_rl_data
 from trainer.plan.rl_sections import (
     RO,
     A,
@@ -176,6 +177,7 @@ def build_rl_plan(cfg: Any, dataset_len: int | None = None) -> RLRunSpec:
     if n == 1 and algorithm.adv_estimator in ("grpo", "rloo", "reinforce_plus_plus_baseline"):
         c.warn(f"{RO}.n=1 with algorithm.adv_estimator={algorithm.adv_estimator}: groups of one have no baseline")
     reward = check_reward(c)
+    check_rl_data(c, data, model, custom_reward=c.raw("reward.custom_reward_function.path") is not None)
     if trainer.val_only and not data.val_files:
         c.fail("trainer.val_only=true needs data.val_files")
     if not data.val_files and trainer.test_freq and trainer.test_freq > 0:
