@@ -112,6 +112,12 @@ def test_eight_hangs_cost_one_timeout_not_eight(caplog):
         # the pool still scores afterwards
         assert [r["score"] for r in p.score(*_math_batch(6))] == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
     assert elapsed < 2 * TIMEOUT + startup, f"8 hangs took {elapsed:.1f}s (start-up {startup:.1f}s)"
+    # three logged in full, the other five summarised in one line
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("timed out after 3s; scored 0. response=" in m for m in messages) == 3
+    assert [m for m in messages if "more failure(s)" in m] == [
+        "reward: 5 more failure(s) of 24 samples in this batch, not logged one by one; most common: "
+        "5x timed out after 3s"]
     assert [i for i, r in enumerate(out) if r["timeout"]] == hangs
     assert all(out[i]["score"] == 0.0 and out[i]["error_msg"] == "timed out after 3s" for i in hangs)
     # every other sample has its correct score (i % 3 == 0 are the hangs, the rest are right)
@@ -120,6 +126,8 @@ def test_eight_hangs_cost_one_timeout_not_eight(caplog):
 
 
 def test_failures_past_the_log_limit_are_summarised_not_dropped(tmp_path, caplog):
+    """Issue 13 item 3: warnings used to stop after 20 with one note; now each batch past the limit
+    (or past 3 in one batch) gets a summary with its count and the most common reasons."""
     path = tmp_path / "custom_reward.py"
     path.write_text(CUSTOM)
     with RewardPool(num_workers=1, timeout=TIMEOUT, custom_reward_fn=(str(path), "my_reward"),
@@ -135,9 +143,9 @@ def test_failures_past_the_log_limit_are_summarised_not_dropped(tmp_path, caplog
     assert "non-finite score nan" in out[4]["error_msg"]
     assert len(first) == 3  # two in full, then one summary of the other three
     assert all("scored 0. response=" in m for m in first[:2])
-    assert "3 more failure(s) in this batch" in first[2]
+    assert "3 more failure(s) of 6 samples in this batch" in first[2]
     assert "2x raised RuntimeError: boom from custom" in first[2] and "1x raised ValueError" in first[2]
-    assert len(second) == 1 and "2 more failure(s) in this batch" in second[0]
+    assert len(second) == 1 and "2 more failure(s) of 2 samples in this batch" in second[0]
 
 
 def test_exception_scores_zero_counted_as_error(pool, caplog):

@@ -6,9 +6,9 @@
 
 * ``token_level_scores`` [B, R]: the score on the row's last valid response token, 0 elsewhere;
 * non-tensors per row: ``acc`` (float; the scorer's, else ``score > 0``), ``format`` and ``pred``
-  where the scorer reports them (None otherwise), ``reward_timeout`` and ``reward_error`` (bools), ``reward_error_msg`` (why a
-  sample scored 0, else None),
-  and any other field the scorer returns (skipped when the batch already has a column of that name);
+  where the scorer reports them (None otherwise), ``reward_timeout`` and ``reward_error`` (bools),
+  ``reward_error_msg`` (why the sample scored 0, else None), and any other field the scorer
+  returns (skipped when the batch already has a column of that name);
 * ``meta_info["metrics"]``: ``reward/timeouts``, ``reward/errors`` (this worker's counts; with
   several reward workers the concatenated result keeps rank 0's, so sum the per-row flags with
   :func:`reward_metrics` for exact totals).

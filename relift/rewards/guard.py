@@ -11,7 +11,7 @@ with all-zero rewards.  :class:`RewardErrorGuard` counts the failures of each st
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,30 +28,34 @@ class RewardFailure:
 
     step: int
     message: str
-    row: int                 # position in the step's batch
-    index: Any               # the data row (``index`` column: extra_info.index or the file row)
+    row: int  # position in the step's batch
+    index: Any  # the data row (``index`` column: extra_info.index or the file row)
     uid: Any
     data_source: Any
 
     def describe(self) -> str:
-        return (f"step {self.step}, batch row {self.row} (data index {self.index!r}, uid {self.uid!r}, "
-                f"data_source {self.data_source!r}): {self.message}")
+        return (
+            f"step {self.step}, batch row {self.row} (data index {self.index!r}, uid {self.uid!r}, "
+            f"data_source {self.data_source!r}): {self.message}"
+        )
 
 
-def _column(nt: Mapping[str, Any], key: str, n: int) -> Sequence[Any]:
+def _column(nt: Mapping[str, Any], key: str, n: int, default: Any = None) -> list[Any]:
     values = nt.get(key)
-    return list(values) if values is not None else [None] * n
+    return list(values) if values is not None and len(values) == n else [default] * n
 
 
 def failure_metrics(non_tensors: Mapping[str, Any]) -> dict[str, float]:
     """``reward/errors``, ``reward/timeouts``, ``reward/error_fraction`` from a scored batch's
-    per-row ``reward_error`` / ``reward_timeout`` flags."""
-    errors = [bool(v) for v in non_tensors.get("reward_error", [])]
-    timeouts = [bool(v) for v in non_tensors.get("reward_timeout", [])]
-    n = max(len(errors), len(timeouts))
-    failed = sum(e or t for e, t in zip(errors, timeouts)) if errors and timeouts else sum(errors) + sum(timeouts)
-    return {"reward/errors": float(sum(errors)), "reward/timeouts": float(sum(timeouts)),
-            "reward/error_fraction": float(failed / n) if n else 0.0}
+    per-row ``reward_error`` / ``reward_timeout`` flags (a row is one or the other, never both)."""
+    errors = sum(bool(v) for v in non_tensors.get("reward_error", []))
+    timeouts = sum(bool(v) for v in non_tensors.get("reward_timeout", []))
+    n = max(len(non_tensors.get("reward_error", [])), len(non_tensors.get("reward_timeout", [])))
+    return {
+        "reward/errors": float(errors),
+        "reward/timeouts": float(timeouts),
+        "reward/error_fraction": float(min(errors + timeouts, n) / n) if n else 0.0,
+    }
 
 
 class RewardErrorGuard:
@@ -88,24 +92,21 @@ class RewardErrorGuard:
         return metrics
 
     def _first_failure(self, step: int, nt: Mapping[str, Any]) -> RewardFailure | None:
-        flags_e = list(nt.get("reward_error", []))
-        flags_t = list(nt.get("reward_timeout", []))
-        n = max(len(flags_e), len(flags_t))
-        for name, default in (("reward_error", False), ("reward_timeout", False)):
-            if len(nt.get(name, [])) != n:
-                nt = {**nt, name: [default] * n}
-        msgs = _column(nt, "reward_error_msg", n)
-        index, uid, source = (_column(nt, k, n) for k in ("index", "uid", "data_source"))
+        n = max(len(nt.get("reward_error", [])), len(nt.get("reward_timeout", [])))
+        errors, timeouts = _column(nt, "reward_error", n, False), _column(nt, "reward_timeout", n, False)
+        msgs, index, uid, source = (_column(nt, k, n) for k in ("reward_error_msg", "index", "uid", "data_source"))
         for i in range(n):
-            if nt["reward_error"][i] or nt["reward_timeout"][i]:
-                message = msgs[i] or ("timed out" if nt["reward_timeout"][i] else "failed")
+            if errors[i] or timeouts[i]:
+                message = msgs[i] or ("timed out" if timeouts[i] else "the scorer failed")
                 return RewardFailure(step, str(message), i, index[i], uid[i], source[i])
         return None
 
     def _message(self, metrics: Mapping[str, float]) -> str:
         first = self.first.describe() if self.first is not None else "(no failed row recorded)"
-        return (f"rewards failed on more than {self.max_fraction:.0%} of the samples for {self.streak} steps "
-                f"in a row (last step: {metrics['reward/error_fraction']:.0%}, {int(metrics['reward/errors'])} "
-                f"errors, {int(metrics['reward/timeouts'])} timeouts). First failure: {first}. Check the "
-                "scorer for this data_source and the row's ground truth (reward_model.ground_truth); "
-                "reward.max_error_fraction / reward.max_error_steps set this limit.")
+        return (
+            f"rewards failed on more than {self.max_fraction:.0%} of the samples for {self.streak} steps "
+            f"in a row (last step: {metrics['reward/error_fraction']:.0%}, {int(metrics['reward/errors'])} "
+            f"errors, {int(metrics['reward/timeouts'])} timeouts). First failure: {first}. Check the "
+            "scorer for this data_source and the row's ground truth (reward_model.ground_truth); "
+            "reward.max_error_fraction / reward.max_error_steps set this limit."
+        )

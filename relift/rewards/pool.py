@@ -7,7 +7,8 @@ process that runs the scorer, so every sample is scored in a worker process; a s
 ``timeout`` seconds gets its worker SIGKILLed, and scores 0 with ``timeout=True``.  A scorer that
 raises scores 0 with ``error=True`` and its message in ``error_msg``.  Either is counted in
 :attr:`RewardPool.stats` / :attr:`RewardPool.last_metrics`; the first ``max_logged_failures`` are
-logged with their input, later ones as one summary line per batch (never dropped silently).
+logged with their input (at most 3 per batch), the others as one summary line per batch with
+their count and most common reasons (never dropped silently).
 
 How workers start: :mod:`relift.rewards.pool_worker` (a zygote interpreter that imports the
 scorers once and forks workers in milliseconds; never a fork of this threaded process).
@@ -59,6 +60,7 @@ _TRUNCATE = 300
 _SPAWN_RETRIES = 3
 _SUSPECT_MIN_S = 0.5  # a sample running this long (or 5x the mean) makes its worker a suspect
 _ZYGOTE_START_S = 300.0
+_LOG_PER_BATCH = 3  # failures of one batch logged in full; the rest are summarised
 
 
 def default_num_workers() -> int:
@@ -165,8 +167,8 @@ class RewardPool:
             (verl's ``custom_reward_function``), called as ``fn(data_source, solution_str,
             ground_truth, extra_info, **reward_kwargs)``.
         reward_kwargs: options passed to every scorer call (e.g. ``require_think_format``).
-        max_logged_failures: how many timeouts/errors get a warning with their input; later ones
-            are summarised in one warning per batch.
+        max_logged_failures: how many timeouts/errors get a warning with their input (at most 3
+            per batch); the others are summarised in one warning per batch.
         max_extra_workers: processes allowed beyond ``num_workers`` while samples hang
             (default ``max(8, num_workers)``).
 
@@ -175,10 +177,15 @@ class RewardPool:
     workers when the pool starts, by reference.
     """
 
-    def __init__(self, num_workers: int | None = None, timeout: float = 10.0,
-                 custom_reward_fn: tuple[str, str] | None = None,
-                 reward_kwargs: dict | None = None, max_logged_failures: int = 20,
-                 max_extra_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        num_workers: int | None = None,
+        timeout: float = 10.0,
+        custom_reward_fn: tuple[str, str] | None = None,
+        reward_kwargs: dict | None = None,
+        max_logged_failures: int = 20,
+        max_extra_workers: int | None = None,
+    ) -> None:
         if num_workers is None:
             num_workers = default_num_workers()
         if int(num_workers) < 1:
@@ -187,8 +194,9 @@ class RewardPool:
             raise ValueError(f"RewardPool timeout must be > 0 seconds, got {timeout}")
         self.num_workers = int(num_workers)
         self.timeout = float(timeout)
-        self.max_extra_workers = max(8, self.num_workers) if max_extra_workers is None \
-            else max(0, int(max_extra_workers))
+        self.max_extra_workers = (
+            max(8, self.num_workers) if max_extra_workers is None else max(0, int(max_extra_workers))
+        )
         self.reward_kwargs = dict(reward_kwargs or {})
         self.max_logged_failures = max_logged_failures
         self._custom = None
@@ -199,8 +207,12 @@ class RewardPool:
             custom_spec = ("file", os.path.abspath(path), name)
         self._init_msg = ("init", encode_registry(), custom_spec, self.reward_kwargs)
         pickle.dumps(self._init_msg)  # unpicklable options fail here, not in a worker
-        self.stats: dict[str, int] = {"reward/samples": 0, "reward/timeouts": 0,
-                                      "reward/errors": 0, "reward/worker_restarts": 0}
+        self.stats: dict[str, int] = {
+            "reward/samples": 0,
+            "reward/timeouts": 0,
+            "reward/errors": 0,
+            "reward/worker_restarts": 0,
+        }
         self.last_metrics: dict[str, int] = {"reward/timeouts": 0, "reward/errors": 0}
         self._logged = 0
         self._init_failures = 0
@@ -266,12 +278,16 @@ class RewardPool:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env.setdefault(var, "1")
-        cmd = [sys.executable, "-c", ZYGOTE_CMD, str(task_r), str(res_w), str(ctl_child.fileno()),
-               str(os.getpid())]
+        cmd = [sys.executable, "-c", ZYGOTE_CMD, str(task_r), str(res_w), str(ctl_child.fileno()), str(os.getpid())]
         try:
-            proc = self._launcher.submit(subprocess.Popen, cmd, env=env, stdin=subprocess.DEVNULL,
-                                         pass_fds=(task_r, res_w, ctl_child.fileno()),
-                                         close_fds=True).result()
+            proc = self._launcher.submit(
+                subprocess.Popen,
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(task_r, res_w, ctl_child.fileno()),
+                close_fds=True,
+            ).result()
         finally:
             os.close(task_r)
             os.close(res_w)
@@ -287,8 +303,9 @@ class RewardPool:
         try:
             msg = self._z_results.recv()
         except (EOFError, OSError):
-            raise RuntimeError(f"the reward zygote died at start-up (exit code {proc.wait()}); "
-                               "see the log above") from None
+            raise RuntimeError(
+                f"the reward zygote died at start-up (exit code {proc.wait()}); see the log above"
+            ) from None
         if msg[0] == "init_error":
             # a zygote that cannot import its scorers is a configuration error: stop and say why
             raise RuntimeError("a reward worker failed to start:\n" + msg[1])
@@ -322,8 +339,7 @@ class RewardPool:
             if msg is not None and msg[0] == "forked":
                 proc = _Proc(msg[1])
                 self._procs[proc.pid] = proc
-                return _Worker(proc, Connection(task_w, readable=False),
-                               Connection(res_r, writable=False))
+                return _Worker(proc, Connection(task_w, readable=False), Connection(res_r, writable=False))
             os.close(task_w)
             os.close(res_r)
             if attempt == 0:
@@ -340,8 +356,7 @@ class RewardPool:
     def _top_up(self) -> None:
         """Fork workers until ``num_workers`` are healthy (within the extra-process cap)."""
         cap = self.num_workers + self.max_extra_workers
-        while (sum(not w.suspect for w in self._workers) < self.num_workers
-               and len(self._workers) < cap):
+        while sum(not w.suspect for w in self._workers) < self.num_workers and len(self._workers) < cap:
             self._workers.append(self._fork())
 
     def _trim(self) -> None:
@@ -351,8 +366,13 @@ class RewardPool:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def score(self, data_sources: Sequence[str], solution_strs: Sequence[str],
-              ground_truths: Sequence[Any], extra_infos: Sequence[Any] | None = None) -> list[dict]:
+    def score(
+        self,
+        data_sources: Sequence[str],
+        solution_strs: Sequence[str],
+        ground_truths: Sequence[Any],
+        extra_infos: Sequence[Any] | None = None,
+    ) -> list[dict]:
         """Score a batch; one dict per sample with ``score``, ``timeout``, ``error``,
         ``error_msg`` (None, or why the sample scored 0) and the scorer's extra fields
         (``acc``, ``pred``, ``format``...).
@@ -363,16 +383,19 @@ class RewardPool:
         n = len(solution_strs)
         if extra_infos is None:
             extra_infos = [None] * n
-        lengths = {"data_sources": len(data_sources), "solution_strs": n,
-                   "ground_truths": len(ground_truths), "extra_infos": len(extra_infos)}
+        lengths = {
+            "data_sources": len(data_sources),
+            "solution_strs": n,
+            "ground_truths": len(ground_truths),
+            "extra_infos": len(extra_infos),
+        }
         if len(set(lengths.values())) != 1:
             raise ValueError(f"RewardPool.score needs equal lengths, got {lengths}")
         data_sources = [str(s) for s in data_sources]
         if self._custom is None:  # unknown data_source is bad input: fail early, in the caller
             for source in dict.fromkeys(data_sources):
                 registry.get_reward_fn(source)
-        items = [(i, data_sources[i], solution_strs[i], ground_truths[i], extra_infos[i])
-                 for i in range(n)]
+        items = [(i, data_sources[i], solution_strs[i], ground_truths[i], extra_infos[i]) for i in range(n)]
         with self._lock:
             if self._closed:
                 raise RuntimeError("RewardPool is closed")
@@ -399,12 +422,11 @@ class RewardPool:
         """
         n = len(items)
         chunk_size = max(1, min(64, math.ceil(n / (4 * self.num_workers))))
-        pending: deque = deque(items[i:i + chunk_size] for i in range(0, n, chunk_size))
+        pending: deque = deque(items[i : i + chunk_size] for i in range(0, n, chunk_size))
         out: list = [None] * n
         remaining = n
         self._top_up()
-        while remaining or (ready_deadline is not None
-                            and not all(w.ready for w in self._workers)):
+        while remaining or (ready_deadline is not None and not all(w.ready for w in self._workers)):
             now = time.monotonic()
             if not remaining and now > ready_deadline:
                 raise TimeoutError("reward workers are not ready yet")
@@ -423,8 +445,7 @@ class RewardPool:
                     w.started = time.monotonic()
             suspect_after = self._suspect_after()
             busy = [w for w in self._workers if w.chunk]
-            wait_s = min((w.started + (self.timeout if w.suspect else suspect_after) - now
-                          for w in busy), default=1.0)
+            wait_s = min((w.started + (self.timeout if w.suspect else suspect_after) - now for w in busy), default=1.0)
             wait_s = min(max(wait_s, 0.0), 1.0)
             for conn in wait([w.results for w in self._workers], timeout=wait_s):
                 worker = next((w for w in self._workers if w.results is conn), None)
@@ -483,12 +504,10 @@ class RewardPool:
             if not worker.ready:
                 self._init_failures += 1
                 if self._init_failures > _SPAWN_RETRIES:
-                    raise RuntimeError("reward workers keep dying at start-up; see the log "
-                                       "above") from None
+                    raise RuntimeError("reward workers keep dying at start-up; see the log above") from None
             if worker.chunk:  # the item it was on crashed the process
                 idx = worker.chunk.popleft()[0]
-                out[idx] = (None, "reward worker died (killed, or the scorer crashed the "
-                                  "process)", False)
+                out[idx] = (None, "reward worker died (killed, or the scorer crashed the process)", False)
                 done += 1
                 if worker.chunk:
                     pending.appendleft(list(worker.chunk))
@@ -513,34 +532,43 @@ class RewardPool:
                 errors += 1
                 reason = f"raised {err}"
             failed.append((reason, item))
-            rows.append({"score": 0.0, "timeout": timed_out, "error": not timed_out,
-                         "error_msg": reason})
+            rows.append({"score": 0.0, "timeout": timed_out, "error": not timed_out, "error_msg": reason})
         keys = list(dict.fromkeys(k for row in rows for k in row))
         for row in rows:
             for key in keys:
                 if key not in row:
                     row[key] = 0.0 if key == "acc" and (row["timeout"] or row["error"]) else None
-        self._log_failures(failed)
+        self._log_failures(failed, len(rows))
         self.last_metrics = {"reward/timeouts": timeouts, "reward/errors": errors}
         self.stats["reward/samples"] += len(rows)
         self.stats["reward/timeouts"] += timeouts
         self.stats["reward/errors"] += errors
         return rows
 
-    def _log_failures(self, failed: list[tuple[str, tuple]]) -> None:
-        """The first ``max_logged_failures`` in full; after that one summary line per batch."""
+    def _log_failures(self, failed: list[tuple[str, tuple]], batch_size: int) -> None:
+        """At most 3 failures per batch in full (``max_logged_failures`` over the pool's life),
+        then one summary line per batch with the counts and the most common reasons."""
         rest = []
-        for reason, item in failed:
-            if self._logged >= self.max_logged_failures:
+        for n_batch, (reason, item) in enumerate(failed):
+            if self._logged >= self.max_logged_failures or n_batch >= _LOG_PER_BATCH:
                 rest.append(reason)
                 continue
             self._logged += 1
             idx, data_source, solution, ground_truth, extra_info = item
-            logger.warning("reward sample %d (data_source=%r) %s; scored 0. response=%s "
-                           "ground_truth=%s extra_info=%s", idx, data_source, reason,
-                           _truncate(solution), _truncate(ground_truth), _truncate(extra_info))
+            logger.warning(
+                "reward sample %d (data_source=%r) %s; scored 0. response=%s ground_truth=%s extra_info=%s",
+                idx,
+                data_source,
+                reason,
+                _truncate(solution),
+                _truncate(ground_truth),
+                _truncate(extra_info),
+            )
         if rest:
             common = Counter(_truncate(r, 120) for r in rest).most_common(3)
-            logger.warning("reward: %d more failure(s) in this batch, not logged one by one (the "
-                           "first %d were); most common: %s", len(rest), self.max_logged_failures,
-                           "; ".join(f"{c}x {r}" for r, c in common))
+            logger.warning(
+                "reward: %d more failure(s) of %d samples in this batch, not logged one by one; most common: %s",
+                len(rest),
+                batch_size,
+                "; ".join(f"{c}x {r}" for r, c in common),
+            )

@@ -52,7 +52,8 @@ def encode_fn(fn: Callable) -> tuple:
         raise ValueError(
             f"reward function {fn!r} cannot be sent to reward worker processes ({exc}); define it "
             "at module level in an importable module or in a file loaded with "
-            "load_custom_reward_fn") from exc
+            "load_custom_reward_fn"
+        ) from exc
 
 
 def _decode_fn(spec: tuple) -> Callable:
@@ -69,8 +70,7 @@ def encode_registry() -> tuple:
 
 def _decode_registry(state: tuple) -> None:
     exact, patterns = state
-    registry.restore(({k: _decode_fn(s) for k, s in exact.items()},
-                      [(p, _decode_fn(s)) for p, s in patterns]))
+    registry.restore(({k: _decode_fn(s) for k, s in exact.items()}, [(p, _decode_fn(s)) for p, s in patterns]))
 
 
 def normalise_result(raw: Any) -> dict:
@@ -116,8 +116,9 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _worker_loop(tasks: Connection, results: Connection, custom: Callable | None, options: dict,
-                 parent_pid: int) -> None:
+def _worker_loop(
+    tasks: Connection, results: Connection, custom: Callable | None, options: dict, parent_pid: int
+) -> None:
     """A forked worker: score every item of every ("batch", items) message, one answer each."""
     _set_parent_death_signal()
     if os.getppid() != parent_pid:
@@ -193,8 +194,9 @@ def zygote_main() -> None:
                 ctl.close()
                 tasks.close()
                 results.close()
-                _worker_loop(Connection(fds[0], writable=False), Connection(fds[1], readable=False),
-                             custom, options, me)
+                _worker_loop(
+                    Connection(fds[0], writable=False), Connection(fds[1], readable=False), custom, options, me
+                )
             finally:
                 os._exit(1)
         for fd in fds:
