@@ -17,12 +17,12 @@ Scheduling, and why a hang costs at most its timeout: a batch is cut into chunks
 worker) handed to idle workers; each worker reports every sample as it finishes it, so the parent
 knows when each sample started.  A sample still running after ``suspect_after`` seconds (a small
 multiple (5x) of the mean sample time, 0.5 s at least, half the timeout at most) makes its worker a
-suspect: the samples queued behind it go back to the queue at once, and a fresh worker is forked so
-that ``num_workers`` healthy workers keep scoring.  So every hung sample starts within about
-``suspect_after`` x (hangs / num_workers) of the batch start and ends at most ``timeout`` later,
-instead of waiting for the hangs before it.  Suspects run at the lowest CPU priority (nice 19)
-so hangs spinning in C do not starve the healthy workers.  A suspect that finishes in time returns its result
-and is retired; one that reaches the timeout is killed.  At most ``max_extra_workers`` extra
+suspect: the samples queued behind it go back to the queue at once, and two fresh workers are
+forked (one in its place, one more because hangs come in clusters), so each round of suspicion
+doubles the workers looking.  So every hung sample starts within a few ``suspect_after`` of the
+batch start and ends at most ``timeout`` later, instead of waiting for the hangs before it.  A
+suspect that finishes in time returns its result and is retired; one that reaches the timeout is
+SIGKILLed and not waited for (a hang may hold gigabytes that take seconds to free).  At most ``max_extra_workers`` extra
 processes live at once (beyond that, further hangs wait for a slot); extras are stopped when the
 batch is done.  Nothing here uses signals in the parent, so :meth:`RewardPool.score` works from
 any thread and inside Ray actors.
@@ -98,12 +98,6 @@ class _Proc:
             return True
         return True
 
-    def lower_priority(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, self.pid, 19)
-        except (AttributeError, OSError):
-            pass
-
     def kill(self) -> None:
         try:
             if self._fd is not None:
@@ -138,8 +132,9 @@ class _Worker:
         self.started = 0.0  # when the item at the head of ``chunk`` started (approximately)
 
     def kill(self) -> None:
+        """SIGKILL without waiting: a hang may hold gigabytes that take seconds to free, and the
+        batch must not wait for that (the zygote reaps it; :meth:`RewardPool.close` waits)."""
         self.proc.kill()
-        self.proc.wait(5.0)
         for conn in (self.tasks, self.results):
             try:
                 conn.close()
@@ -226,6 +221,7 @@ class RewardPool:
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix="reward-pool-launcher")
         self._zygote: subprocess.Popen | None = None
         self._workers: list[_Worker] = []
+        self._dying: list[_Proc] = []  # killed, maybe still freeing memory
         try:
             self._start_zygote()
             for _ in range(self.num_workers):
@@ -250,7 +246,11 @@ class RewardPool:
             self._closed = True
             for w in self._workers:
                 w.kill()
+                self._dying.append(w.proc)
             self._workers.clear()
+            for proc in self._dying:
+                proc.wait(5.0)
+            self._dying.clear()
             self._stop_zygote()
             self._finalizer()
             self._launcher.shutdown(wait=True)
@@ -350,13 +350,22 @@ class RewardPool:
 
     def _drop(self, worker: _Worker) -> None:
         worker.kill()
-        self._procs.pop(worker.proc.pid, None)
         self._workers.remove(worker)
+        self._dying.append(worker.proc)
+        for proc in [p for p in self._dying if not p.alive()]:
+            proc.wait(0.0)  # releases its pidfd
+            self._dying.remove(proc)
+            self._procs.pop(proc.pid, None)
 
     def _top_up(self) -> None:
-        """Fork workers until ``num_workers`` are healthy (within the extra-process cap)."""
+        """Fork workers until ``num_workers`` + one per suspect are healthy (within the cap).
+
+        One extra per suspect, not just a replacement: hangs come in clusters (one bad checkpoint
+        writes the same monster answer many times), and finding them one worker at a time would
+        cost ``suspect_after`` per round of ``num_workers`` hangs."""
         cap = self.num_workers + self.max_extra_workers
-        while sum(not w.suspect for w in self._workers) < self.num_workers and len(self._workers) < cap:
+        suspects = sum(w.suspect for w in self._workers)
+        while len(self._workers) - suspects < self.num_workers + suspects and len(self._workers) < cap:
             self._workers.append(self._fork())
 
     def _trim(self) -> None:
@@ -468,7 +477,6 @@ class RewardPool:
                     # maybe hung: what waits behind it goes elsewhere now, and a fresh worker
                     # keeps the pool at full strength (a hang costs its timeout, not more)
                     w.suspect = True
-                    w.proc.lower_priority()  # a hang spinning on a core must not slow the healthy
                     head = w.chunk.popleft()
                     if w.chunk:
                         pending.appendleft(list(w.chunk))
