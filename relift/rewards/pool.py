@@ -369,8 +369,9 @@ class RewardPool:
             self._workers.append(self._fork())
 
     def _trim(self) -> None:
-        """After a batch: stop idle extras beyond ``num_workers``."""
-        for w in [w for w in self._workers if not w.chunk][: max(0, len(self._workers) - self.num_workers)]:
+        """After a batch: stop idle extras beyond ``num_workers``, the newest first."""
+        excess = len(self._workers) - self.num_workers
+        for w in [w for w in reversed(self._workers) if not w.chunk][: max(0, excess)]:
             self._drop(w)
 
     # -- scoring --------------------------------------------------------------------------------
