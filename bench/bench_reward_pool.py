@@ -6,6 +6,12 @@ answer (wrong), and scores them with ``data_source="math"``.  Worker start-up is
 (``wait_ready``) and left out of the throughput.
 
     .venv/bin/python bench/bench_reward_pool.py --n 2000 --workers 2
+
+``--hangs H`` times instead one batch of ``--n`` samples in which H answers make sympy hang
+(``\\boxed{9^{9^{9^{9^{9}}}}}``), against ``--timeout``: the hang-bound check of issue 19 item 4
+(a hung scorer costs at most about its timeout, whatever H)::
+
+    .venv/bin/python bench/bench_reward_pool.py --n 24 --workers 2 --hangs 8 --timeout 3 --skip-direct
 """
 
 from __future__ import annotations
@@ -49,8 +55,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "benchmarks" / "math500.jsonl")
     parser.add_argument("--skip-direct", action="store_true", help="skip the in-process baseline")
+    parser.add_argument("--hangs", type=int, default=0, help="samples (of --n) whose scorer hangs")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)
+    if args.hangs:
+        bench_hangs(args)
+        return
 
     sources, responses, truths = build_samples(args.data, args.n)
     table = []
@@ -78,6 +88,31 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for name, startup, wall, rate, timeouts, errors, mean in table:
         print(f"| {name} | {startup} | {wall:.2f} | {rate:.1f} | {timeouts} | {errors} | {mean:.3f} |")
+
+
+HANG = "<think>t</think>\\boxed{9^{9^{9^{9^{9}}}}}"  # sympy computes this power for ever
+
+
+def bench_hangs(args: argparse.Namespace) -> None:
+    """One batch with ``args.hangs`` hung samples spread over it: wall time against the timeout."""
+    n = max(args.n, args.hangs)
+    step = n // args.hangs
+    hangs = set(range(0, step * args.hangs, step))
+    responses = [HANG if i in hangs else f"\\boxed{{{i}}}" for i in range(n)]
+    truths = [str(i) for i in range(n)]
+    for workers in args.workers:
+        start = time.perf_counter()
+        with RewardPool(num_workers=workers, timeout=args.timeout) as pool:
+            pool.wait_ready()
+            startup = time.perf_counter() - start
+            start = time.perf_counter()
+            out = pool.score(["math"] * n, responses, truths)
+            wall = time.perf_counter() - start
+        right = sum(out[i]["score"] == 1.0 for i in range(n) if i not in hangs)
+        print(f"RewardPool({workers}): {len(hangs)} hangs in {n} samples, timeout {args.timeout:g}s: "
+              f"batch {wall:.2f}s ({wall / args.timeout:.2f} x timeout), start-up {startup:.2f}s, "
+              f"timeouts {sum(r['timeout'] for r in out)}, others right {right}/{n - len(hangs)}, "
+              f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def reward_spec():
     from relift.spec import RewardSpec
 
     return RewardSpec(num_workers=1, timeout=10.0, think_format=False, custom_reward_function=None,
-                      reward_fn_key="data_source")
+                      reward_fn_key="data_source", max_error_fraction=0.5, max_error_steps=3)
 
 
 def make_prompts(tokenizer, args: argparse.Namespace, step: int) -> DataProto:

@@ -23,6 +23,14 @@ def _alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """Killed workers are not waited for (a hang may take seconds to free its memory)."""
+    deadline = time.monotonic() + within
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
 @pytest.fixture(scope="module")
 def pool():
     with RewardPool(num_workers=2, timeout=TIMEOUT) as p:
@@ -80,11 +88,72 @@ def test_hanging_sample_times_out_alone_and_pool_survives(pool, caplog):
     # the hung worker was killed and replaced
     after = set(pool.pids)
     assert len(after) == 2 and len(before - after) == 1
-    assert not _alive((before - after).pop())
+    assert _gone((before - after).pop())
     # and the next batch works on the full pool
     out = pool.score(*_math_batch(6))
     assert [r["score"] for r in out] == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
     assert pool.last_metrics["reward/timeouts"] == 0
+
+
+def test_eight_hangs_cost_one_timeout_not_eight(caplog):
+    """Issue 19 item 4: hung samples must not queue behind each other in a scoring process.
+
+    8 hangs on 2 workers with a 3 s timeout took 19-28 s before (4 rounds of hangs, one after
+    the other); a bound on behaviour, not a benchmark: under 2 x timeout plus one pool start-up
+    (a loaded 2-core machine gives 5-6.5 s, the old pool 28 s)."""
+    sources, responses, truths = _math_batch(24)
+    hangs = list(range(0, 24, 3))
+    for i in hangs:
+        responses[i] = HANG
+    start = time.monotonic()
+    with RewardPool(num_workers=2, timeout=TIMEOUT) as p:
+        p.wait_ready()
+        startup = time.monotonic() - start
+        with caplog.at_level(logging.WARNING, logger="relift.rewards.pool"):
+            start = time.monotonic()
+            out = p.score(sources, responses, truths)
+            elapsed = time.monotonic() - start
+        assert len(p.pids) == 2, "the extra processes forked for the hangs were not stopped"
+        assert all(_alive(pid) for pid in p.pids)
+        assert p.last_metrics == {"reward/timeouts": 8, "reward/errors": 0}
+        assert p.stats["reward/worker_restarts"] == 8
+        # the pool still scores afterwards
+        assert [r["score"] for r in p.score(*_math_batch(6))] == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    assert elapsed < 2 * TIMEOUT + startup, f"8 hangs took {elapsed:.1f}s (start-up {startup:.1f}s)"
+    # three logged in full, the other five summarised in one line
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("timed out after 3s; scored 0. response=" in m for m in messages) == 3
+    assert [m for m in messages if "more failure(s)" in m] == [
+        "reward: 5 more failure(s) of 24 samples in this batch, not logged one by one; most common: "
+        "5x timed out after 3s"]
+    assert [i for i, r in enumerate(out) if r["timeout"]] == hangs
+    assert all(out[i]["score"] == 0.0 and out[i]["error_msg"] == "timed out after 3s" for i in hangs)
+    # every other sample has its correct score (i % 3 == 0 are the hangs, the rest are right)
+    assert all(out[i]["score"] == 1.0 and not out[i]["error"] and out[i]["error_msg"] is None
+               for i in range(24) if i not in hangs)
+
+
+def test_failures_past_the_log_limit_are_summarised_not_dropped(tmp_path, caplog):
+    """Issue 13 item 3: warnings used to stop after 20 with one note; now each batch past the limit
+    (or past 3 in one batch) gets a summary with its count and the most common reasons."""
+    path = tmp_path / "custom_reward.py"
+    path.write_text(CUSTOM)
+    with RewardPool(num_workers=1, timeout=TIMEOUT, custom_reward_fn=(str(path), "my_reward"),
+                    max_logged_failures=2) as p:
+        with caplog.at_level(logging.WARNING, logger="relift.rewards.pool"):
+            out = p.score(["x"] * 6, ["raise", "ok", "raise", "raise", "nan", "raise"], ["ok"] * 6)
+            first = [r.getMessage() for r in caplog.records]
+            caplog.clear()
+            p.score(["x"] * 2, ["raise", "raise"], ["", ""])
+            second = [r.getMessage() for r in caplog.records]
+    assert [r["error"] for r in out] == [True, False, True, True, True, True]
+    assert out[0]["error_msg"] == "raised RuntimeError: boom from custom"
+    assert "non-finite score nan" in out[4]["error_msg"]
+    assert len(first) == 3  # two in full, then one summary of the other three
+    assert all("scored 0. response=" in m for m in first[:2])
+    assert "3 more failure(s) of 6 samples in this batch" in first[2]
+    assert "2x raised RuntimeError: boom from custom" in first[2] and "1x raised ValueError" in first[2]
+    assert len(second) == 1 and "2 more failure(s) of 2 samples in this batch" in second[0]
 
 
 def test_exception_scores_zero_counted_as_error(pool, caplog):
@@ -123,7 +192,7 @@ def test_worker_killed_between_batches_is_replaced(pool):
     assert not any(r["error"] or r["timeout"] for r in out)
     assert victim not in pool.pids and len(pool.pids) == 2
     assert pool.stats["reward/worker_restarts"] == restarts + 1
-    assert not _alive(victim)
+    assert _gone(victim)
 
 
 def test_bad_input_fails_early_and_pool_stays_usable(pool):

@@ -105,6 +105,7 @@ def test_custom_function_timeout_and_error_are_scored_zero_and_counted(tokenizer
     from relift.spec import CustomRewardSpec, RewardSpec
 
     spec = RewardSpec(num_workers=2, timeout=2.0, think_format=False, reward_fn_key="data_source",
+                      max_error_fraction=0.5, max_error_steps=3,
                       custom_reward_function=CustomRewardSpec(path=str(custom_fn), name="compute_score"))
     tok_dir = custom_fn.parent / "tok"
     build_tiny_tokenizer().save_pretrained(tok_dir)
@@ -121,7 +122,7 @@ def test_custom_function_timeout_and_error_are_scored_zero_and_counted(tokenizer
     assert list(out.non_tensor_batch["acc"]) == [1.0, 0.0, 0.0, 0.0]  # no acc from the scorer: score > 0
     assert list(out.non_tensor_batch["note"]) == ["idx0", None, None, "idx3"]
     assert out.meta_info["metrics"] == {"reward/timeouts": 1, "reward/errors": 1}
-    assert reward_metrics(out) == {"reward/timeouts": 1.0, "reward/errors": 1.0}
+    assert reward_metrics(out) == {"reward/timeouts": 1.0, "reward/errors": 1.0, "reward/error_fraction": 0.5}
 
 
 def test_missing_columns_are_named(tokenizer):
@@ -146,7 +147,7 @@ def test_reward_worker_in_a_ray_actor(ray_local, tokenizer, tmp_path):
     from relift.spec import RewardSpec
 
     spec = RewardSpec(num_workers=1, timeout=20.0, think_format=False, custom_reward_function=None,
-                      reward_fn_key="data_source")
+                      reward_fn_key="data_source", max_error_fraction=0.5, max_error_steps=3)
     pool = RayResourcePool([1], use_gpu=False)
     group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(RewardWorker), spec, str(tok_dir)))
     try:

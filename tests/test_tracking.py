@@ -91,14 +91,16 @@ def test_console_line_shows_the_key_metrics():
     tr.log({"critic/score/mean": 0.5, "critic/acc/mean": torch.tensor(0.25), "actor/pg_loss": -0.012345,
             "actor/grad_norm": 1.5, "actor/entropy": 2.1, "response_length/mean": 100.0, "timing_s/step": 12.34,
             "actor/lr": 1e-6, "val-core/math/acc/mean@1": 0.125, "note": "skipped"}, step=3)
-    assert buf.getvalue() == ("step 3 | score 0.5 | acc 0.25 | pg_loss -0.01235 | grad_norm 1.5 | entropy 2.1 | "
+    assert buf.getvalue() == ("step 3 | reward 0.5 | acc 0.25 | pg_loss -0.01235 | grad_norm 1.5 | entropy 2.1 | "
                               "resp_len 100 | step_s 12.34 | math/acc/mean@1 0.125\n")
+    tr.finish()
 
 
 def test_console_keys_are_configurable_and_absent_ones_left_out():
     log = ConsoleLogger(keys={"lr": "actor/lr", "loss": ["sft/loss", "actor/pg_loss"]})
     assert log.format({"actor/lr": 1e-6, "actor/pg_loss": 0.5}, step=7) == "step 7 | lr 1e-06 | loss 0.5"
     assert log.format({}, step=1) == "step 1"
+    log.finish()
 
 
 # ---------------------------------------------------------------------------------------- optional backends

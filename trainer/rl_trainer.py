@@ -48,6 +48,7 @@ import torch
 from relift.algorithms.advantages import apply_kl_penalty_to_rewards, compute_advantage
 from relift.algorithms.kl_control import get_kl_controller
 from relift.protocol import DataProto
+from relift.rewards.guard import RewardErrorGuard
 from relift.spec import RLRunSpec
 from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
@@ -144,6 +145,7 @@ class RLTrainer(StepLoop):
         self.batch_size = spec.data.train_batch_size
         self.kl_ctrl = get_kl_controller(spec.algorithm.kl_ctrl) if spec.algorithm.use_kl_in_reward else None
         self.world_size = spec.world.size
+        self.reward_guard = RewardErrorGuard(spec.reward.max_error_fraction, spec.reward.max_error_steps)
 
     # ------------------------------------------------------------------ setup
     def _build_data(self) -> None:
@@ -235,6 +237,7 @@ class RLTrainer(StepLoop):
                 scored = self.reward_wg.compute_score(batch)
                 scored.meta_info.pop("metrics", None)
                 batch = batch.union(scored)
+                metrics.update(self.reward_guard.check(step, batch.non_tensor_batch))  # stops on failing rewards
 
             if self.spec.trainer.balance_batch:
                 batch = self._balance(batch, metrics)

@@ -7,7 +7,8 @@
 * ``token_level_scores`` [B, R]: the score on the row's last valid response token, 0 elsewhere;
 * non-tensors per row: ``acc`` (float; the scorer's, else ``score > 0``), ``format`` and ``pred``
   where the scorer reports them (None otherwise), ``reward_timeout`` and ``reward_error`` (bools),
-  and any other field the scorer returns (skipped when the batch already has a column of that name);
+  ``reward_error_msg`` (why the sample scored 0, else None), and any other field the scorer
+  returns (skipped when the batch already has a column of that name);
 * ``meta_info["metrics"]``: ``reward/timeouts``, ``reward/errors`` (this worker's counts; with
   several reward workers the concatenated result keeps rank 0's, so sum the per-row flags with
   :func:`reward_metrics` for exact totals).
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from relift.protocol import DataProto
+from relift.rewards.guard import failure_metrics
 from relift.single_controller import Dispatch, Worker, register
 from relift.spec import RewardSpec
 
@@ -40,7 +42,7 @@ __all__ = ["RewardWorker", "KEEP_TAGS", "decode_responses", "score_batch", "rewa
 logger = logging.getLogger(__name__)
 
 KEEP_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-_STANDARD_KEYS = ("score", "timeout", "error", "acc", "format", "pred")
+_STANDARD_KEYS = ("score", "timeout", "error", "error_msg", "acc", "format", "pred")
 
 
 def _special_ids_to_drop(tokenizer: Any, keep: Sequence[str] = KEEP_TAGS) -> set[int]:
@@ -117,6 +119,7 @@ def score_batch(data: DataProto, tokenizer: Any, pool: Any, reward_fn_key: str =
         "pred": [r.get("pred") for r in rows],
         "reward_timeout": [bool(r.get("timeout", False)) for r in rows],
         "reward_error": [bool(r.get("error", False)) for r in rows],
+        "reward_error_msg": [r.get("error_msg") for r in rows],
     }
     extra_keys = list(dict.fromkeys(k for r in rows for k in r if k not in _STANDARD_KEYS))
     for key in extra_keys:
@@ -137,10 +140,9 @@ def score_batch(data: DataProto, tokenizer: Any, pool: Any, reward_fn_key: str =
 
 
 def reward_metrics(data: DataProto) -> dict[str, float]:
-    """``reward/timeouts``, ``reward/errors`` summed over the per-row flags of a scored batch."""
-    nt = data.non_tensor_batch
-    return {"reward/timeouts": float(sum(bool(v) for v in nt.get("reward_timeout", []))),
-            "reward/errors": float(sum(bool(v) for v in nt.get("reward_error", [])))}
+    """``reward/timeouts``, ``reward/errors``, ``reward/error_fraction`` from the per-row flags of a
+    scored batch (exact with several reward workers)."""
+    return failure_metrics(data.non_tensor_batch)
 
 
 class RewardWorker(Worker):

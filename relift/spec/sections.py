@@ -225,6 +225,8 @@ class RewardSpec:
     think_format: bool
     custom_reward_function: CustomRewardSpec | None
     reward_fn_key: str       # column that picks the scorer (data.reward_fn_key)
+    max_error_fraction: float  # a step fails when more of its samples than this fail to score
+    max_error_steps: int     # failing steps in a row that stop the run (relift.rewards.guard)
 
 
 @dataclass(frozen=True)

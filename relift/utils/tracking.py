@@ -2,8 +2,11 @@
 
 Backends (``trainer.logger``):
 
-* ``console``: one compact line per step with the metrics a person watches (score, accuracy,
-  policy loss, grad norm, entropy, response length, step time); which ones is configurable.
+* ``console``: one compact line per step with the metrics a person watches (reward mean, reward
+  errors and timeouts, accuracy, policy loss, grad norm, entropy, response length, step time); which
+  ones is configurable.  Lines go through ``tqdm.write`` and, while the backend is open, console
+  log handlers through ``tqdm.contrib.logging.logging_redirect_tqdm``, so neither tears the
+  progress bar.
 * ``jsonl``: one JSON object per step, ``{"step": N, ...metrics}``, appended to
   ``<local_dir>/metrics.jsonl``; every line is flushed and fsync'd so a SIGKILL loses at most the
   line being written. A torn last line is dropped when the file is reopened, and on resume
@@ -43,7 +46,9 @@ METRICS_FILENAME = "metrics.jsonl"
 
 # label -> metric names to try in order (the first one present is shown)
 DEFAULT_CONSOLE_KEYS: dict[str, tuple[str, ...]] = {
-    "score": ("critic/score/mean",),
+    "reward": ("critic/score/mean",),
+    "reward_err": ("reward/errors",),
+    "reward_timeout": ("reward/timeouts",),
     "acc": ("critic/acc/mean", "batch/acc", "acc"),
     "pg_loss": ("actor/pg_loss",),
     "grad_norm": ("actor/grad_norm",),
@@ -191,9 +196,15 @@ class ConsoleLogger:
     """
 
     def __init__(self, keys: Mapping[str, str | Sequence[str]] | None = None, stream: TextIO | None = None) -> None:
+        from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: PLC0415
+
         keys = DEFAULT_CONSOLE_KEYS if keys is None else keys
         self.keys = {label: (names,) if isinstance(names, str) else tuple(names) for label, names in keys.items()}
         self.stream = stream
+        # from the start of the run to finish(), records of console log handlers (reward failures...)
+        # are written above the progress bar instead of into it
+        self._redirect: Any = logging_redirect_tqdm()
+        self._redirect.__enter__()
 
     def format(self, metrics: Mapping[str, Any], step: int) -> str:
         nums = numeric_metrics(metrics)
@@ -209,11 +220,16 @@ class ConsoleLogger:
         return " | ".join(parts)
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        from tqdm import tqdm  # noqa: PLC0415
+
         stream = self.stream if self.stream is not None else sys.stdout
-        print(self.format(metrics, step), file=stream, flush=True)
+        tqdm.write(self.format(metrics, step), file=stream)  # clears the bar, prints, redraws it
+        stream.flush()
 
     def finish(self) -> None:
-        pass
+        if self._redirect is not None:
+            redirect, self._redirect = self._redirect, None
+            redirect.__exit__(None, None, None)
 
 
 def _fmt(value: float | int) -> str:

@@ -158,7 +158,9 @@ def check_reward(c: ConfigChecker) -> RewardSpec:
     return RewardSpec(num_workers=c.int("reward.num_workers", min_value=1, allow_none=True),
                       timeout=c.float("reward.timeout", min_value=0.0, strict_min=True),
                       think_format=c.bool("reward.think_format"), custom_reward_function=custom_spec,
-                      reward_fn_key=str(c.raw("data.reward_fn_key")))
+                      reward_fn_key=str(c.raw("data.reward_fn_key")),
+                      max_error_fraction=c.float("reward.max_error_fraction", min_value=0.0, max_value=1.0),
+                      max_error_steps=c.int("reward.max_error_steps", min_value=1))
 
 
 def check_algorithm(c: ConfigChecker, use_kl_loss: bool) -> AlgorithmSpec:
