@@ -56,12 +56,25 @@ def ensure_trl_venv(venv: Path) -> Path:
     import torch
     import transformers
 
-    print(f"[vs_trl] creating {venv} (trl=={TRL_VERSION}, torch=={torch.__version__.split('+')[0]}, "
-          f"transformers=={transformers.__version__})", flush=True)
+    print(
+        f"[vs_trl] creating {venv} (trl=={TRL_VERSION}, torch=={torch.__version__.split('+')[0]}, "
+        f"transformers=={transformers.__version__})",
+        flush=True,
+    )
     base_python = getattr(sys, "_base_executable", sys.executable)  # the interpreter under relift's venv
     _sh([base_python, "-m", "venv", str(venv)])
-    _sh([str(py), "-m", "pip", "install", "-q", f"trl=={TRL_VERSION}", f"torch=={torch.__version__.split('+')[0]}",
-         f"transformers=={transformers.__version__}"])
+    _sh(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            f"trl=={TRL_VERSION}",
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"transformers=={transformers.__version__}",
+        ]
+    )
     return py
 
 
@@ -70,14 +83,36 @@ def prepare(work: Path, jobs: list[str], seed: int) -> None:
     from relift.models.tiny import build_tiny_model
 
     if not (work / "data" / "train.parquet").exists():
-        _sh([sys.executable, "-m", "dataset.toy_arithmetic", "--out", str(work / "data"), "--train-size", "2000",
-             "--val-size", "16", "--seed", "0"], cwd=REPO, stdout=subprocess.DEVNULL)
+        _sh(
+            [
+                sys.executable,
+                "-m",
+                "dataset.toy_arithmetic",
+                "--out",
+                str(work / "data"),
+                "--train-size",
+                "2000",
+                "--val-size",
+                "16",
+                "--seed",
+                "0",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
     for name in jobs:
         j = JOBS[name]
         if not (work / name / "model" / "config.json").exists():
-            build_tiny_model(work / name / "model", hidden_size=j["hidden"], num_layers=j["layers"], num_heads=4,
-                             num_kv_heads=4, intermediate_size=2 * j["hidden"], max_position_embeddings=256,
-                             seed=seed)
+            build_tiny_model(
+                work / name / "model",
+                hidden_size=j["hidden"],
+                num_layers=j["layers"],
+                num_heads=4,
+                num_kv_heads=4,
+                intermediate_size=2 * j["hidden"],
+                max_position_embeddings=256,
+                seed=seed,
+            )
 
 
 def _tree_rss(root: int) -> int:
@@ -140,19 +175,35 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
 def relift_cmd(work: Path, name: str, steps: int, seed: int, lr: float, out: Path) -> list[str]:
     j = JOBS[name]
     batch = j["prompts"] * j["n"]
-    return [sys.executable, "-m", "trainer.main_rl",
-            f"data.train_files={work / 'data' / 'train.parquet'}", "data.val_files=null",
-            "data.max_prompt_length=32", f"data.max_response_length={j['response_length']}",
-            f"data.train_batch_size={j['prompts']}",
-            f"actor_rollout_ref.model.path={work / name / 'model'}",
-            f"actor_rollout_ref.rollout.n={j['n']}", "actor_rollout_ref.rollout.temperature=1.0",
-            f"actor_rollout_ref.actor.ppo_mini_batch_size={j['prompts']}",
-            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
-            f"actor_rollout_ref.actor.optim.lr={lr}", "actor_rollout_ref.actor.optim.weight_decay=0.0",
-            "algorithm.adv_estimator=grpo", f"trainer.total_training_steps={steps}", "trainer.total_epochs=100",
-            "trainer.test_freq=-1", "trainer.save_freq=-1", "trainer.val_before_train=false",
-            f"trainer.default_local_dir={out}", "trainer.resume_mode=disable", f"trainer.seed={seed}",
-            "trainer.device=cpu", "trainer.logger=[jsonl]", f"trainer.experiment_name=vs_trl_{name}"]
+    return [
+        sys.executable,
+        "-m",
+        "trainer.main_rl",
+        f"data.train_files={work / 'data' / 'train.parquet'}",
+        "data.val_files=null",
+        "data.max_prompt_length=32",
+        f"data.max_response_length={j['response_length']}",
+        f"data.train_batch_size={j['prompts']}",
+        f"actor_rollout_ref.model.path={work / name / 'model'}",
+        f"actor_rollout_ref.rollout.n={j['n']}",
+        "actor_rollout_ref.rollout.temperature=1.0",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={j['prompts']}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.actor.optim.lr={lr}",
+        "actor_rollout_ref.actor.optim.weight_decay=0.0",
+        "algorithm.adv_estimator=grpo",
+        f"trainer.total_training_steps={steps}",
+        "trainer.total_epochs=100",
+        "trainer.test_freq=-1",
+        "trainer.save_freq=-1",
+        "trainer.val_before_train=false",
+        f"trainer.default_local_dir={out}",
+        "trainer.resume_mode=disable",
+        f"trainer.seed={seed}",
+        "trainer.device=cpu",
+        "trainer.logger=[jsonl]",
+        f"trainer.experiment_name=vs_trl_{name}",
+    ]
 
 
 def run_relift(work: Path, name: str, args: argparse.Namespace, tag: str, extra_env: dict[str, str]) -> dict:
@@ -161,25 +212,44 @@ def run_relift(work: Path, name: str, args: argparse.Namespace, tag: str, extra_
     peak, wall = _run(relift_cmd(work, name, args.steps, args.seed, args.lr, out), env, work / f"{tag}.log")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "timing_s/step" in r]
-    return {"step_s": [r["timing_s/step"] for r in rows],
-            "response_length": [r.get("response_length/mean", float("nan")) for r in rows],
-            "peak_rss": peak, "wall_s": wall,
-            "breakdown": {k: statistics.mean(r[k] for r in rows[args.warmup:]) for k in rows[-1]
-                          if k.startswith("timing_s/") and all(k in r for r in rows[args.warmup:])}}
+    return {
+        "step_s": [r["timing_s/step"] for r in rows],
+        "response_length": [r.get("response_length/mean", float("nan")) for r in rows],
+        "peak_rss": peak,
+        "wall_s": wall,
+        "breakdown": {
+            k: statistics.mean(r[k] for r in rows[args.warmup :])
+            for k in rows[-1]
+            if k.startswith("timing_s/") and all(k in r for r in rows[args.warmup :])
+        },
+    }
 
 
 def run_trl(work: Path, name: str, args: argparse.Namespace, tag: str, py: Path) -> dict:
     j = JOBS[name]
-    job = dict(model=str(work / name / "model"), train_file=str(work / "data" / "train.parquet"),
-               prompts=j["prompts"], n=j["n"], response_length=j["response_length"], steps=args.steps,
-               seed=args.seed, lr=args.lr)
+    job = dict(
+        model=str(work / name / "model"),
+        train_file=str(work / "data" / "train.parquet"),
+        prompts=j["prompts"],
+        n=j["n"],
+        response_length=j["response_length"],
+        steps=args.steps,
+        seed=args.seed,
+        lr=args.lr,
+    )
     job_file, out_file = work / f"{tag}.job.json", work / f"{tag}.out.json"
     job_file.write_text(json.dumps(job))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **args.trl_env}
     peak, wall = _run([str(py), str(HERE / "trl_job.py"), str(job_file), str(out_file)], env, work / f"{tag}.log")
     res = json.loads(out_file.read_text())
-    return {"step_s": res["step_s"], "response_length": res["response_length"], "peak_rss": peak,
-            "wall_s": wall, "threads": res["threads"], "versions": res["versions"]}
+    return {
+        "step_s": res["step_s"],
+        "response_length": res["response_length"],
+        "peak_rss": peak,
+        "wall_s": wall,
+        "threads": res["threads"],
+        "versions": res["versions"],
+    }
 
 
 def summarise(runs: list[dict], warmup: int) -> dict[tuple[str, str], dict]:
@@ -196,8 +266,9 @@ def summarise(runs: list[dict], warmup: int) -> dict[tuple[str, str], dict]:
         cell["step"].append(step)
         cell["tok"].append(tok)
         cell["rss"].append(r["peak_rss"] / 2**30)
-    return {k: {m: statistics.median(v) for m, v in cell.items()} | {"n": len(cell["step"])}
-            for k, cell in table.items()}
+    return {
+        k: {m: statistics.median(v) for m, v in cell.items()} | {"n": len(cell["step"])} for k, cell in table.items()
+    }
 
 
 def print_table(summary: dict, jobs: list[str], systems: list[str]) -> None:
@@ -214,8 +285,10 @@ def print_table(summary: dict, jobs: list[str], systems: list[str]) -> None:
         for system in systems:
             a = summary.get((name, system))
             if a and base and system != base_name:
-                print(f"| {name} | {system}/{base_name} | {a['step'] / base['step']:.2f}x | "
-                      f"{a['tok'] / base['tok']:.2f}x | {a['rss'] / base['rss']:.2f}x | |")
+                print(
+                    f"| {name} | {system}/{base_name} | {a['step'] / base['step']:.2f}x | "
+                    f"{a['tok'] / base['tok']:.2f}x | {a['rss'] / base['rss']:.2f}x | |"
+                )
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -231,8 +304,13 @@ def _env_pairs(pairs: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", nargs="+", default=["tiny", "small"], choices=sorted(JOBS))
-    p.add_argument("--systems", nargs="*", default=["relift", "trl"], choices=["relift", "trl"],
-                   help="relift (its defaults) and/or trl; none with --variants runs only the variants")
+    p.add_argument(
+        "--systems",
+        nargs="*",
+        default=["relift", "trl"],
+        choices=["relift", "trl"],
+        help="relift (its defaults) and/or trl; none with --variants runs only the variants",
+    )
     p.add_argument("--repeats", type=int, default=2, help="runs per (job, system), alternating")
     p.add_argument("--steps", type=int, default=6, help="RL steps per run")
     p.add_argument("--warmup", type=int, default=2, help="first steps left out of the step time")
@@ -242,8 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trl-venv", type=Path, default=HERE / ".venv-trl")
     p.add_argument("--relift-env", nargs="*", default=[], metavar="KEY=VALUE", help="extra env for relift runs")
     p.add_argument("--trl-env", nargs="*", default=[], metavar="KEY=VALUE", help="extra env for TRL runs")
-    p.add_argument("--variants", nargs="*", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
-                   help="extra relift systems with their own env, e.g. t1:RELIFT_CPU_THREADS=1")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+        help="extra relift systems with their own env, e.g. t1:RELIFT_CPU_THREADS=1",
+    )
     args = p.parse_args(argv)
     if args.warmup >= args.steps:
         p.error(f"--warmup ({args.warmup}) must be below --steps ({args.steps})")
@@ -269,18 +352,29 @@ def main(argv: list[str] | None = None) -> None:
             for system in order:
                 tag = f"{name}_{system}_{rep}"
                 print(f"[vs_trl] {tag} ...", flush=True)
-                res = (run_trl(work, name, args, tag, trl_py) if system == "trl"
-                       else run_relift(work, name, args, tag, variant_env[system]))
+                res = (
+                    run_trl(work, name, args, tag, trl_py)
+                    if system == "trl"
+                    else run_relift(work, name, args, tag, variant_env[system])
+                )
                 res.update(job=name, system=system, repeat=rep, loadavg=os.getloadavg())
                 load.append(res["loadavg"])
                 runs.append(res)
-                print(f"[vs_trl] {tag}: steps {[round(s, 3) for s in res['step_s']]} peak RSS "
-                      f"{res['peak_rss'] / 2**30:.2f} GiB load {res['loadavg'][0]:.2f}", flush=True)
+                print(
+                    f"[vs_trl] {tag}: steps {[round(s, 3) for s in res['step_s']]} peak RSS "
+                    f"{res['peak_rss'] / 2**30:.2f} GiB load {res['loadavg'][0]:.2f}",
+                    flush=True,
+                )
     summary = summarise(runs, args.warmup)
-    (work / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                   "cores": os.cpu_count(), "runs": runs}, indent=1))
-    print(f"\ncores {os.cpu_count()}, load average (1 min) during the runs: "
-          f"{min(x[0] for x in load):.2f}..{max(x[0] for x in load):.2f}; results in {work / 'results.json'}")
+    (work / "results.json").write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "cores": os.cpu_count(), "runs": runs}, indent=1
+        )
+    )
+    print(
+        f"\ncores {os.cpu_count()}, load average (1 min) during the runs: "
+        f"{min(x[0] for x in load):.2f}..{max(x[0] for x in load):.2f}; results in {work / 'results.json'}"
+    )
     print_table(summary, args.jobs, systems)
 
 

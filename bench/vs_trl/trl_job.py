@@ -46,8 +46,10 @@ def main(job_path: str, out_path: str) -> None:
     job = json.loads(open(job_path).read())
     torch.manual_seed(job["seed"])
     frame = pd.read_parquet(job["train_file"])
-    rows = [{"prompt": [dict(m) for m in p], "answer": str(rm["ground_truth"])}
-            for p, rm in zip(frame["prompt"], frame["reward_model"])]
+    rows = [
+        {"prompt": [dict(m) for m in p], "answer": str(rm["ground_truth"])}
+        for p, rm in zip(frame["prompt"], frame["reward_model"])
+    ]
     dataset = Dataset.from_list(rows)
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32)
@@ -68,20 +70,46 @@ def main(job_path: str, out_path: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         config = GRPOConfig(
-            output_dir=tmp, seed=job["seed"], use_cpu=True, bf16=False,
-            learning_rate=job["lr"], lr_scheduler_type="constant", weight_decay=0.0,
-            per_device_train_batch_size=job["prompts"] * job["n"], gradient_accumulation_steps=1,
-            num_generations=job["n"], max_completion_length=job["response_length"],
-            temperature=1.0, top_p=1.0, beta=0.0, num_iterations=1, loss_type="dapo",
-            max_steps=job["steps"], logging_steps=1, save_strategy="no", eval_strategy="no",
-            report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+            output_dir=tmp,
+            seed=job["seed"],
+            use_cpu=True,
+            bf16=False,
+            learning_rate=job["lr"],
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            per_device_train_batch_size=job["prompts"] * job["n"],
+            gradient_accumulation_steps=1,
+            num_generations=job["n"],
+            max_completion_length=job["response_length"],
+            temperature=1.0,
+            top_p=1.0,
+            beta=0.0,
+            num_iterations=1,
+            loss_type="dapo",
+            max_steps=job["steps"],
+            logging_steps=1,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            dataloader_num_workers=0,
         )
-        trainer = GRPOTrainer(model=model, reward_funcs=_boxed_reward, args=config, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[Timer()])
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=_boxed_reward,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[Timer()],
+        )
         trainer.train()
-    result = {"system": "trl", "step_s": step_s, "response_length": lengths, "threads": torch.get_num_threads(),
-              "versions": {"trl": trl.__version__, "torch": torch.__version__,
-                           "transformers": transformers.__version__}}
+    result = {
+        "system": "trl",
+        "step_s": step_s,
+        "response_length": lengths,
+        "threads": torch.get_num_threads(),
+        "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
+    }
     open(out_path, "w").write(json.dumps(result))
 
 
