@@ -45,8 +45,9 @@ class EosBias(nn.Module):
 def _prompts(tok, rows: int) -> DataProto:
     enc = tok([f"{i % 97}+{i % 13}=" for i in range(rows)], return_tensors="pt", padding=True)
     mask = enc["attention_mask"]
-    return DataProto.from_dict({"input_ids": enc["input_ids"], "attention_mask": mask,
-                                "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)})
+    return DataProto.from_dict(
+        {"input_ids": enc["input_ids"], "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+    )
 
 
 def _time(engine: hf.HFRollout, prompts: DataProto) -> tuple[float, float]:
@@ -69,37 +70,50 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tok = build_tiny_tokenizer()
-    model = make_tiny_model(tok, hidden_size=args.hidden, num_layers=args.layers, num_heads=4, num_kv_heads=4,
-                            intermediate_size=2 * args.hidden, seed=0)
+    model = make_tiny_model(
+        tok,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=4,
+        num_kv_heads=4,
+        intermediate_size=2 * args.hidden,
+        seed=0,
+    )
     cfg = {"response_length": args.length, "do_sample": True, "temperature": 1.0}
     ids = dict(eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
     plain = hf.HFRollout(model, cfg, **ids)
     biased = hf.HFRollout(EosBias(model, tok.eos_token_id, args.eos_bias), cfg, **ids)
     default_prune = hf.PRUNE_FRACTION
-    cases = {"1 row, no EOS bias": (plain, _prompts(tok, 1), default_prune),
-             f"{args.rows} rows, no EOS bias": (plain, _prompts(tok, args.rows), default_prune),
-             f"{args.rows} rows, EOS bias, pruned": (biased, _prompts(tok, args.rows), default_prune),
-             f"{args.rows} rows, EOS bias, kept": (biased, _prompts(tok, args.rows), 10**9)}
+    cases = {
+        "1 row, no EOS bias": (plain, _prompts(tok, 1), default_prune),
+        f"{args.rows} rows, no EOS bias": (plain, _prompts(tok, args.rows), default_prune),
+        f"{args.rows} rows, EOS bias, pruned": (biased, _prompts(tok, args.rows), default_prune),
+        f"{args.rows} rows, EOS bias, kept": (biased, _prompts(tok, args.rows), 10**9),
+    }
     times: dict[str, list[float]] = {k: [] for k in cases}
     lengths: dict[str, float] = {}
     for rep in range(args.repeats):
-        for name in (list(cases) if rep % 2 == 0 else list(reversed(cases))):
+        for name in list(cases) if rep % 2 == 0 else list(reversed(cases)):
             engine, prompts, prune = cases[name]
             hf.PRUNE_FRACTION = prune
             seconds, mean_len = _time(engine, prompts)
             times[name].append(seconds)
             lengths[name] = mean_len
     hf.PRUNE_FRACTION = default_prune
-    print(f"hidden {args.hidden} x {args.layers} layers, response cap {args.length}, threads {args.threads}; "
-          f"median of {args.repeats}")
+    print(
+        f"hidden {args.hidden} x {args.layers} layers, response cap {args.length}, threads {args.threads}; "
+        f"median of {args.repeats}"
+    )
     print("| case | mean response tokens | s per call | ms per decode step | ms per row-token |")
     print("|---|---:|---:|---:|---:|")
     for name, engine_prompts in cases.items():
         rows = len(engine_prompts[1])
         t = statistics.median(times[name])
         # decode steps run until the longest row stops: the cap unless every row ended early
-        print(f"| {name} | {lengths[name]:.1f} | {t:.3f} | {1000 * t / args.length:.2f} | "
-              f"{1000 * t / max(rows * lengths[name], 1):.3f} |")
+        print(
+            f"| {name} | {lengths[name]:.1f} | {t:.3f} | {1000 * t / args.length:.2f} | "
+            f"{1000 * t / max(rows * lengths[name], 1):.3f} |"
+        )
 
 
 if __name__ == "__main__":
