@@ -27,7 +27,7 @@ def config(tp: int, world: int = 4, prompt_length: int = 4, response_length: int
 
     model = ModelSpec(path="fake-model", tokenizer_path="fake-model", trust_remote_code=False,
                       enable_gradient_checkpointing=False, dtype="float32", attn_implementation=None,
-                      override_config=dict(override_config or {}), load_format="auto")
+                      override_config=dict(override_config or {}), load_format="auto", use_remove_padding=False)
     sampling = SamplingSpec(n=2, temperature=1.0, top_p=1.0, top_k=-1, do_sample=True)
     rollout = RolloutSpec(name="vllm", sampling=sampling, val_sampling=sampling, prompt_length=prompt_length,
                           response_length=response_length, calculate_log_probs=False, tensor_model_parallel_size=tp,
@@ -36,7 +36,8 @@ def config(tp: int, world: int = 4, prompt_length: int = 4, response_length: int
                           weight_sync_bucket_mb=None)
     fsdp = FSDPSpec(param_offload=False, optimizer_offload=False, mixed_precision="auto", reshard_after_forward=True,
                     init_on_rank0=True)
-    return PolicyWorkerSpec(mode="generate", world=WorldSpec(1, world, "cpu", False, "inprocess"), seed=7, model=model,
+    return PolicyWorkerSpec(mode="generate", world=WorldSpec(1, world, "cpu", False, "inprocess", None, "auto"),
+                            seed=7, model=model,
                             actor=None, rollout=rollout,
                             ref=RefSpec(False, "fake-model", MicroBatching(False, None, 0), fsdp, False), relift=None,
                             loss=None, max_actor_ckpt_to_keep=None)

@@ -100,6 +100,7 @@ class DataParallelActor:
         self.lr_scheduler = lr_scheduler
         self._logits_to_keep = supports_logits_to_keep(module)
         self._warned_temperature = False
+        self.sort_micro_batches = True  # use_remove_padding: fixed-size micro-batches of similar-length rows
 
     # ------------------------------------------------------------------------------ forward
 
@@ -150,7 +151,8 @@ class DataParallelActor:
                        max_token_len: int | None, lengths: torch.Tensor | None = None
                        ) -> tuple[list[DataProto], list[list[int]]]:
         """Split rows into micro-batches; returns the parts and each part's row indices."""
-        groups = micro_batch_groups(data, use_dynamic, micro_batch_size, max_token_len, lengths)
+        groups = micro_batch_groups(data, use_dynamic, micro_batch_size, max_token_len, lengths,
+                                    sort_by_length=self.sort_micro_batches)
         return [data[g] for g in groups], groups
 
     def _temperature(self, data: DataProto) -> float:

@@ -59,10 +59,13 @@ def response_mask(data: DataProto) -> torch.Tensor:
 
 
 def micro_batch_groups(data: DataProto, use_dynamic: bool, micro_batch_size: int | None,
-                       max_token_len: int | None, lengths: torch.Tensor | None = None) -> list[list[int]]:
+                       max_token_len: int | None, lengths: torch.Tensor | None = None,
+                       sort_by_length: bool = False) -> list[list[int]]:
     """Row indices of each micro-batch: consecutive runs of ``micro_batch_size`` rows, or with
     ``use_dynamic`` the fewest balanced groups whose ``lengths`` (default: attention-mask sums)
-    fit ``max_token_len`` each."""
+    fit ``max_token_len`` each. ``sort_by_length``: fixed-size groups of rows of similar length
+    (rows ordered by length, ties by index), so each micro-batch, trimmed to its own longest
+    prompt and response, carries less padding; the summed loss and its gradient are the same."""
     n = len(data)
     if n == 0:
         return []
@@ -74,6 +77,11 @@ def micro_batch_groups(data: DataProto, use_dynamic: bool, micro_batch_size: int
         return token_budget_partitions(lengths.tolist(), int(max_token_len))
     if not micro_batch_size or micro_batch_size <= 0:
         raise ValueError(f"micro-batch size must be positive, got {micro_batch_size}")
+    if sort_by_length and micro_batch_size < n:
+        if lengths is None:
+            lengths = data.batch["attention_mask"].sum(dim=-1)
+        order = sorted(range(n), key=lambda i: (int(lengths[i]), i))
+        return [sorted(order[s:s + micro_batch_size]) for s in range(0, n, micro_batch_size)]
     return [list(range(s, min(s + micro_batch_size, n))) for s in range(0, n, micro_batch_size)]
 
 

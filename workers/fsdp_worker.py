@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -160,8 +159,7 @@ class ActorRolloutRefWorker(Worker):
                              f"group has {self.world_size} workers; plan with the group's size")
         self.init_process_group(backend="gloo" if self.device.type == "cpu" else "auto")
         if self.device.type == "cpu":
-            # ranks share the cores, and OpenMP threads that spin-wait on a busy CPU make every op
-            # crawl (docs/bench_workers.md: 33x on a loaded 2-core box); RELIFT_CPU_THREADS overrides
+            # ranks share the cores; the count is explicit or a deterministic rule (workers/cpu_threads.py)
             torch.set_num_threads(self._cpu_threads())
         set_seed(spec.seed)
         self.tokenizer = load_tokenizer(spec.model.tokenizer_path, trust_remote_code=spec.model.trust_remote_code)
@@ -174,10 +172,12 @@ class ActorRolloutRefWorker(Worker):
             if spec.relift is not None and spec.relift.sft_optimizer == "separate":
                 self.sft_optimizer = optimizer_from_spec(self.actor_module.parameters(), a.optim, lr=spec.relift.lr)
             self.actor = FSDPActor(self.actor_module, self.optimizer, actor_config(spec))
+            self.actor.sort_micro_batches = spec.model.use_remove_padding
             self._optimizer_offload = a.fsdp.optimizer_offload and self.device.type == "cuda"
         if self._is_ref:
             self.ref_module = build_sharded(spec.model, spec.ref.model_path, spec.ref.fsdp, train=False, **shard)
             self.ref_policy = FSDPActor(self.ref_module, None, actor_config(spec, ref=True))
+            self.ref_policy.sort_micro_batches = spec.model.use_remove_padding
         if self._is_rollout:
             self.rollout = self._build_rollout()
             self._rollout_version = -1 if self._is_actor else 0
@@ -195,21 +195,23 @@ class ActorRolloutRefWorker(Worker):
                                                              rollout_tp_size(ro.name, ro.tensor_model_parallel_size))
         self._register_dispatch_collect_info(ROLLOUT_MESH, self.rollout_dp_rank, is_collect)
         return build_rollout_engine(ro, self.spec.model, dp_rank=self.rollout_dp_rank, device=self.device,
-                                    eos_token_ids=self._eos_token_ids(), pad_token_id=self.tokenizer.pad_token_id)
+                                    eos_token_ids=self._eos_token_ids(), pad_token_id=self.tokenizer.pad_token_id,
+                                    share_from=self.actor_module if self._is_actor else None,
+                                    world_size=self.world_size)
 
     # ------------------------------------------------------------------ helpers
     def _cpu_threads(self) -> int:
-        """Torch threads for a CPU worker: ``RELIFT_CPU_THREADS``, else its share of the cores, one
-        core left for the driver and the reward processes when it is alone on the node."""
-        env = os.environ.get("RELIFT_CPU_THREADS")
-        if env:
-            return max(1, int(env))
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        share = cores // max(1, self.local_world_size)
-        return max(1, share - 1 if self.local_world_size == 1 else share)
+        """Torch threads for a CPU worker: the plan's explicit count, else the node/work rule; logged."""
+        from relift.models.loading import load_config  # noqa: PLC0415
+        from workers.cpu_threads import choose_cpu_threads, usable_cores  # noqa: PLC0415
+
+        world = self.spec.world
+        hidden = getattr(load_config(self.spec.model.path, trust_remote_code=self.spec.model.trust_remote_code),
+                         "hidden_size", None) if world.cpu_threads is None else None
+        choice = choose_cpu_threads(world.cpu_threads, world.cpu_threads_from, cores=usable_cores(),
+                                    local_world_size=self.local_world_size, hidden_size=hidden)
+        logger.info("rank %d: torch threads %s", self.rank, choice.reason)
+        return choice.threads
 
     def _require(self, what: str, ok: bool, role_needed: str) -> None:
         if not self._initialised:

@@ -1,6 +1,8 @@
 """The policy worker's generation engine: building it from the spec, and syncing the actor's weights.
 
-The engine holds its own unsharded copy of the weights. Before generating, if the actor changed
+With one worker (``share_from`` given, HF engine, same dtype) the engine reads the actor's own
+weights in place (:mod:`workers.rollout.shared`): no second copy, and the "sync" only re-binds.
+Otherwise the engine holds its own unsharded copy of the weights. Before generating, if the actor changed
 since the last sync, the weights stream from the FSDP shards into the engine in buckets of
 ``rollout.weight_sync_bucket_mb`` (:mod:`workers.weight_sync`): no rank holds a second full copy
 of the model. The HF engine could share the module, but a sharded module would all-gather per layer
@@ -9,6 +11,7 @@ per decoding step and force every rank to decode in lockstep; the copy avoids bo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -45,17 +48,29 @@ def rollout_config(spec: RolloutSpec, model: ModelSpec, dp_rank: int) -> Rollout
 
 
 def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, dp_rank: int, device: torch.device,
-                         eos_token_ids: list[int], pad_token_id: int | None) -> Any:
-    """The engine ``spec.name`` names: ``hf`` (transformers generate) or ``vllm`` (GPU extra, lazy)."""
+                         eos_token_ids: list[int], pad_token_id: int | None, share_from: Any = None,
+                         world_size: int = 1) -> Any:
+    """The engine ``spec.name`` names: ``hf`` (transformers generate) or ``vllm`` (GPU extra, lazy).
+
+    ``share_from``: the actor module of this process; the HF engine reads its weights in place
+    when it can (one worker, same dtype) instead of loading a copy."""
     config = rollout_config(spec, model, dp_rank)
     if spec.name == "hf":
         from workers.rollout.hf import HFRollout  # noqa: PLC0415
+        from workers.rollout.shared import bind_shared_weights, can_share  # noqa: PLC0415
 
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        module = load_module(model, model.path, dtype, device)
+        shared = share_from is not None and can_share(share_from, world_size, dtype, device)
+        if shared:
+            module = skeleton_module(model, dtype, device)
+            bind_shared_weights(share_from, module)
+        else:
+            module = load_module(model, model.path, dtype, device)
         module.eval()
         module.config.use_cache = True
-        return HFRollout(module, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id, shares_module=False)
+        engine = HFRollout(module, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id, shares_module=False)
+        engine.shared_source = share_from if shared else None
+        return engine
     if spec.name == "vllm":
         from workers.rollout.vllm import VLLMRollout  # noqa: PLC0415 - GPU only; imported lazily
 
@@ -64,9 +79,21 @@ def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, dp_rank: int, d
     raise ValueError(f"actor_rollout_ref.rollout.name={spec.name!r}; expected hf or vllm")
 
 
+def skeleton_module(model: ModelSpec, dtype: torch.dtype, device: torch.device) -> Any:
+    """The model built from its config alone, on ``device``, with throwaway random weights (then replaced by
+    views of the actor's); non-persistent buffers such as rotary frequencies are computed here."""
+    return load_module(dataclasses.replace(model, load_format="dummy"), model.path, dtype, device)
+
+
 def sync_weights(actor_module: Any, engine: Any, device: torch.device, bucket_mb: int) -> float:
-    """Stream the actor's weights from its FSDP shards into the engine in buckets; seconds taken."""
+    """Stream the actor's weights from its FSDP shards into the engine in buckets; seconds taken.
+    An engine that reads the actor's weights in place only re-binds them (no copy)."""
     start = time.perf_counter()
+    if getattr(engine, "shared_source", None) is not None:
+        from workers.rollout.shared import bind_shared_weights  # noqa: PLC0415
+
+        bind_shared_weights(actor_module, engine.module)
+        return time.perf_counter() - start
     dtype = torch.bfloat16 if device.type == "cuda" else None
     sync_rollout_weights(actor_module, engine, dtype=dtype, device="cpu" if device.type == "cpu" else None,
                          bucket_mb=bucket_mb)

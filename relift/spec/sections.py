@@ -32,6 +32,8 @@ class WorldSpec:
     device: str              # cpu | cuda once checked; the requested value (auto) when not checked
     devices_checked: bool
     backend: str             # auto | ray | inprocess (auto is resolved when the groups start)
+    cpu_threads: int | None  # explicit torch threads per CPU worker; None = the worker's rule (workers/cpu_threads.py)
+    cpu_threads_from: str    # its source: trainer.cpu_threads | RELIFT_CPU_THREADS | OMP_NUM_THREADS | auto
 
     @property
     def size(self) -> int:
@@ -98,6 +100,7 @@ class ModelSpec:
     attn_implementation: str | None
     override_config: dict[str, Any]
     load_format: str         # auto | dummy
+    use_remove_padding: bool  # actor passes: length-sorted fixed-size micro-batches, each trimmed (docs/performance.md)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from relift.spec.sections import (
 )
 from trainer.plan.checker import ConfigChecker, check_model_path
 
-__all__ = ["world_text", "per_worker", "check_world", "check_devices_available", "check_trainer", "check_optim",
-           "check_model", "check_fsdp", "check_checkpoint", "check_ray_init", "check_micro_batching",
+__all__ = ["world_text", "per_worker", "check_world", "check_cpu_threads", "check_devices_available", "check_trainer",
+           "check_optim", "check_model", "check_fsdp", "check_checkpoint", "check_ray_init", "check_micro_batching",
            "resolve_mixed_precision", "dataset_steps"]
 
 _DEVICES = ("auto", "cuda", "cpu")
@@ -94,7 +94,25 @@ def check_world(c: ConfigChecker, rollout_name: str | None = None) -> WorldSpec:
         c.fail(f"trainer.backend=inprocess runs one worker, but the world size is {nnodes * per_node} "
                "(trainer.nnodes x trainer.n_gpus_per_node); use trainer.backend=ray or auto")
     return WorldSpec(nnodes=nnodes, n_gpus_per_node=per_node, device=device, devices_checked=checked,
-                     backend=backend)
+                     backend=backend, **check_cpu_threads(c))
+
+
+def check_cpu_threads(c: ConfigChecker) -> dict[str, Any]:
+    """``trainer.cpu_threads``, else the driver's ``RELIFT_CPU_THREADS``, else its ``OMP_NUM_THREADS``
+    (read here, on the driver: Ray sets OMP_NUM_THREADS=1 inside its workers); None = the worker's rule."""
+    import os  # noqa: PLC0415
+
+    value = c.int("trainer.cpu_threads", min_value=1, allow_none=True)
+    if value is not None:
+        return {"cpu_threads": value, "cpu_threads_from": "trainer.cpu_threads"}
+    for var in ("RELIFT_CPU_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(var, "").strip()
+        if text:
+            if not text.isdigit() or int(text) < 1:
+                c.fail(f"environment variable {var}={text!r} must be a positive integer (torch threads per worker)")
+                return {"cpu_threads": None, "cpu_threads_from": "auto"}
+            return {"cpu_threads": int(text), "cpu_threads_from": var}
+    return {"cpu_threads": None, "cpu_threads_from": "auto"}
 
 
 def check_ray_init(c: ConfigChecker) -> RayInitSpec:
@@ -179,7 +197,8 @@ def check_model(c: ConfigChecker, prefix: str) -> tuple[ModelSpec, dict[str, Any
                      enable_gradient_checkpointing=c.bool(f"{prefix}.enable_gradient_checkpointing"),
                      dtype=c.choice(f"{prefix}.dtype", _PARAM_DTYPES, what="dtype"),
                      attn_implementation=c.raw(f"{prefix}.attn_implementation"), override_config=dict(override),
-                     load_format=c.choice(f"{prefix}.load_format", _LOAD_FORMATS, what="load format"))
+                     load_format=c.choice(f"{prefix}.load_format", _LOAD_FORMATS, what="load format"),
+                     use_remove_padding=c.bool(f"{prefix}.use_remove_padding"))
     return spec, model_cfg
 
 

@@ -25,7 +25,7 @@ from relift.spec.sections import (
     WorldSpec,
 )
 from trainer.plan.checker import ConfigChecker, PlanError, check_files, check_model_path, max_positions
-from trainer.plan.common import check_devices_available, check_ray_init
+from trainer.plan.common import check_cpu_threads, check_devices_available, check_ray_init
 from trainer.plan.data_checks import check_generation_data
 from trainer.plan.table import render_plan
 
@@ -257,7 +257,7 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
     model = ModelSpec(path=path, tokenizer_path=str(c.raw("model.tokenizer_path") or path),
                       trust_remote_code=c.bool("model.trust_remote_code"), enable_gradient_checkpointing=False,
                       dtype="float32", attn_implementation=c.raw("model.attn_implementation"),
-                      override_config=dict(override or {}), load_format="auto")
+                      override_config=dict(override or {}), load_format="auto", use_remove_padding=False)
     sampling = SamplingSpec(n=n, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
                             do_sample=not greedy)
     engine = {k: c.raw(f"rollout.{k}") for k in ("dtype", "max_num_seqs", "enable_prefix_caching")}
@@ -269,7 +269,7 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
                           engine_kwargs={k: v for k, v in engine.items() if v is not None}, seed=seed,
                           weight_sync_bucket_mb=None)
     world_spec = WorldSpec(nnodes=nnodes, n_gpus_per_node=per_node, device=device, devices_checked=checked,
-                           backend=backend)
+                           backend=backend, **check_cpu_threads(c))
     no_ref = RefSpec(enabled=False, model_path=path, log_prob_micro=MicroBatching(False, None, 0),
                      fsdp=FSDPSpec(param_offload=False, optimizer_offload=False, mixed_precision="auto",
                                    reshard_after_forward=True, init_on_rank0=True), precompute=False)

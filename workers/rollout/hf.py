@@ -4,8 +4,9 @@ The decoding loop is our own (not ``model.generate``) so that each step's log-pr
 token is taken from exactly the distribution the token was drawn from, without keeping a
 [steps, batch, vocab] tensor of scores: one prefill over the left-padded prompts, then one token per
 step for the whole batch through ``past_key_values``, stopping when every row has produced an EOS
-or ``response_length`` tokens. Finished rows keep being fed (their outputs are discarded) so the
-cache stays rectangular; prompts are split into ``micro_batch_size`` chunks when set.
+or ``response_length`` tokens. Rows that finished leave the decode batch (and the cache) once they
+are an eighth of it; until then they are fed padding and their outputs discarded. Prompts are split
+into ``micro_batch_size`` chunks when set.
 
 Weights (``update_weights``): the engine either SHARES the actor's module (``shares_module=True``,
 the colocated default: the rollout sees every optimiser step with no copy at all, and
@@ -31,6 +32,9 @@ from workers.rollout.base import BaseRollout, RolloutConfig, SamplingSettings, b
 __all__ = ["HFRollout", "filter_logits", "sample_next_token"]
 
 logger = logging.getLogger(__name__)
+
+# finished rows leave the decode batch once they are at least 1/PRUNE_FRACTION of it
+PRUNE_FRACTION = 8
 
 
 def _accepts_kwarg(module: nn.Module, name: str) -> bool:
@@ -166,17 +170,23 @@ class HFRollout(BaseRollout):
     def _generate_chunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                         settings: SamplingSettings, eos_ids: list[int], pad_id: int
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode one chunk of (already n-repeated) prompts; returns tokens, log-probs, lengths."""
+        """Decode one chunk of (already n-repeated) prompts; returns tokens, log-probs, lengths.
+
+        Finished rows leave the decode batch (their cache rows too) once they are at least
+        1/:data:`PRUNE_FRACTION` of it, so a copy of the cache is paid only when it saves work;
+        until then they are fed padding and their outputs are discarded."""
         rows = input_ids.shape[0]
         device = input_ids.device
         eos = torch.as_tensor(eos_ids, device=device)
         tokens = torch.full((rows, settings.response_length), pad_id, dtype=torch.long, device=device)
         logps = torch.zeros(rows, settings.response_length, dtype=torch.float32, device=device)
         lengths = torch.zeros(rows, dtype=torch.long, device=device)
-        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        active = torch.arange(rows, device=device)          # chunk rows still in the decode batch
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)   # per decode-batch row
         out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=True, **self._prefill_kwargs)
         cache = out.past_key_values
+        can_prune = hasattr(cache, "batch_select_indices")
         logits = out.logits[:, -1, :]
         mask = attention_mask
         pos = position_ids[:, -1]
@@ -184,13 +194,19 @@ class HFRollout(BaseRollout):
         for step in range(settings.response_length):
             next_tok, next_lp = sample_next_token(logits, settings, gen)
             next_tok = torch.where(finished, torch.full_like(next_tok, pad_id), next_tok)
-            tokens[:, step] = next_tok
-            logps[:, step] = torch.where(finished, torch.zeros_like(next_lp), next_lp)
-            lengths += (~finished).long()
+            tokens[active, step] = next_tok
+            logps[active, step] = torch.where(finished, torch.zeros_like(next_lp), next_lp)
+            lengths[active] += (~finished).long()
             finished |= torch.isin(next_tok, eos)
             if bool(finished.all()) or step == settings.response_length - 1:
                 break
-            mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], dim=-1)
+            n_done = int(finished.sum())
+            if can_prune and n_done and n_done * PRUNE_FRACTION >= finished.numel():
+                keep = (~finished).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                mask, pos, next_tok, active = mask[keep], pos[keep], next_tok[keep], active[keep]
+                finished = finished[keep]
+            mask = torch.cat([mask, torch.ones(mask.shape[0], 1, dtype=mask.dtype, device=device)], dim=-1)
             pos = pos + 1
             out = self.module(input_ids=next_tok.unsqueeze(-1), attention_mask=mask, position_ids=pos.unsqueeze(-1),
                               past_key_values=cache, use_cache=True)

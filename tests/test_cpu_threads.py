@@ -1,0 +1,91 @@
+"""The CPU worker's torch thread count: explicit settings in their order, then the node/work rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.plan.checker import ConfigChecker
+from trainer.plan.common import check_cpu_threads
+from workers.cpu_threads import MIN_HIDDEN_FOR_ALL_THREADS, choose_cpu_threads, prefer_passive_omp_wait
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv("RELIFT_CPU_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    return monkeypatch
+
+
+def test_config_key_wins_over_both_environment_variables(clean_env):
+    clean_env.setenv("RELIFT_CPU_THREADS", "3")
+    clean_env.setenv("OMP_NUM_THREADS", "5")
+    c = ConfigChecker({"trainer": {"cpu_threads": 2}})
+    assert check_cpu_threads(c) == {"cpu_threads": 2, "cpu_threads_from": "trainer.cpu_threads"}
+    assert not c.problems
+
+
+def test_relift_variable_wins_over_omp_and_omp_is_honoured_alone(clean_env):
+    clean_env.setenv("OMP_NUM_THREADS", "5")
+    c = ConfigChecker({"trainer": {"cpu_threads": None}})
+    assert check_cpu_threads(c) == {"cpu_threads": 5, "cpu_threads_from": "OMP_NUM_THREADS"}
+    clean_env.setenv("RELIFT_CPU_THREADS", "3")
+    assert check_cpu_threads(c) == {"cpu_threads": 3, "cpu_threads_from": "RELIFT_CPU_THREADS"}
+
+
+def test_nothing_set_leaves_the_choice_to_the_worker(clean_env):
+    assert check_cpu_threads(ConfigChecker({"trainer": {}})) == {"cpu_threads": None, "cpu_threads_from": "auto"}
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1"])
+def test_bad_environment_value_is_a_plan_problem_naming_the_variable(clean_env, bad):
+    clean_env.setenv("OMP_NUM_THREADS", bad)
+    c = ConfigChecker({"trainer": {}})
+    check_cpu_threads(c)
+    assert len(c.problems) == 1 and "OMP_NUM_THREADS" in c.problems[0] and repr(bad) in c.problems[0]
+
+
+def test_bad_config_value_is_a_plan_problem_naming_the_key(clean_env):
+    c = ConfigChecker({"trainer": {"cpu_threads": 0}})
+    check_cpu_threads(c)
+    assert c.problems and "trainer.cpu_threads" in c.problems[0]
+
+
+def test_explicit_count_is_used_as_given():
+    choice = choose_cpu_threads(7, "RELIFT_CPU_THREADS", cores=2, local_world_size=1, hidden_size=64)
+    assert choice.threads == 7 and "RELIFT_CPU_THREADS" in choice.reason
+
+
+def test_auto_gives_a_wide_model_the_whole_share_of_the_node():
+    assert choose_cpu_threads(None, "auto", cores=2, local_world_size=1, hidden_size=256).threads == 2
+    assert choose_cpu_threads(None, "auto", cores=16, local_world_size=4, hidden_size=1536).threads == 4
+    assert choose_cpu_threads(None, "auto", cores=3, local_world_size=2, hidden_size=4096).threads == 1
+    assert choose_cpu_threads(None, "auto", cores=2, local_world_size=4, hidden_size=4096).threads == 1
+
+
+def test_default_rule_gives_even_the_tiny_model_the_whole_share():
+    assert MIN_HIDDEN_FOR_ALL_THREADS == 0  # measured: docs/performance.md section 2
+    assert choose_cpu_threads(None, "auto", cores=2, local_world_size=1, hidden_size=64).threads == 2
+
+
+def test_a_model_below_the_threshold_gets_one_thread():
+    choice = choose_cpu_threads(None, "auto", cores=16, local_world_size=1, hidden_size=255, min_hidden=256)
+    assert choice.threads == 1 and "255 < 256" in choice.reason
+    assert choose_cpu_threads(None, "auto", cores=16, local_world_size=1, hidden_size=256, min_hidden=256).threads == 16
+
+
+def test_passive_wait_is_set_only_when_the_user_chose_no_policy(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "restored-after-the-test")  # records the original for undo
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert prefer_passive_omp_wait() == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert prefer_passive_omp_wait() == "ACTIVE"
+
+
+def test_auto_is_a_pure_function_of_its_inputs():
+    args = dict(cores=8, local_world_size=2, hidden_size=512)
+    assert {choose_cpu_threads(None, "auto", **args) for _ in range(5)} == {choose_cpu_threads(None, "auto", **args)}
+
+
+def test_an_explicit_count_below_one_raises():
+    with pytest.raises(ValueError, match="trainer.cpu_threads must be >= 1"):
+        choose_cpu_threads(0, "trainer.cpu_threads", cores=2, local_world_size=1, hidden_size=64)
