@@ -114,10 +114,10 @@ RULES: tuple[Rule, ...] = (
     _same(f"{M}.trust_remote_code"),
     _same(f"{M}.enable_gradient_checkpointing"),
     _same(f"{M}.override_config"),
-    _noop(
+    _same(
         f"{M}.use_remove_padding",
-        "relift computes on padded micro-batches (use_dynamic_bsz packs them by "
-        "tokens): the same losses up to rounding, only speed and memory differ",
+        "same purpose, another method: micro-batches of similar-length rows trimmed to their longest "
+        "(no flash-attn varlen packing); same losses up to rounding (docs/performance.md)",
     ),
     _noop(f"{M}.use_liger", "speed only: relift uses the plain transformers model"),
     _noop(
