@@ -56,7 +56,6 @@ def check_sampling(c: ConfigChecker, prefix: str) -> SamplingSpec:
 
 
 def check_rollout(c: ConfigChecker, world: WorldSpec, P: int | None, R: int | None, seed: int | None) -> RolloutSpec:
-    longest = P + R if P and R else None
     for key, want, src in ((f"{RO}.prompt_length", P, "data.max_prompt_length"),
                            (f"{RO}.response_length", R, "data.max_response_length")):
         got = c.int(key, min_value=1, allow_none=True)
