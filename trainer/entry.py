@@ -43,15 +43,18 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
         return rc
     from relift.single_controller.ray_init import TopologyError  # noqa: PLC0415
-    from trainer.interrupts import RunStopped, report_stop  # noqa: PLC0415
+    from trainer.interrupts import report_stop, stop_behind  # noqa: PLC0415
 
     try:
         train(spec)
-    except RunStopped as stop:  # SIGTERM / Ctrl-C / the hang watchdog: one line, its own exit status
-        return report_stop(stop)
     except TopologyError as e:  # the cluster does not match trainer.nnodes x n_gpus_per_node
         print(f"[relift] {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
+    except BaseException as e:  # SIGTERM / Ctrl-C / the hang watchdog: one line, its own exit status
+        stop = stop_behind(e)
+        if stop is None:
+            raise
+        return report_stop(stop)
     return 0
 
 

@@ -42,7 +42,7 @@ from relift.utils import checkpoint as ckpt
 from trainer.phases import TRACKER, phase
 
 __all__ = ["EXIT_STOPPED_SAVED", "EXIT_ABORTED", "EXIT_HUNG", "RunStopped", "StoppedForResume", "Aborted",
-           "HangDetected", "RunGuard", "resume_command", "report_stop"]
+           "HangDetected", "RunGuard", "resume_command", "report_stop", "stop_behind", "record_stop"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,38 @@ class Aborted(RunStopped, KeyboardInterrupt):
     exit_code = EXIT_ABORTED
 
 
-class HangDetected(RunStopped):
-    """The watchdog saw no progress for ``trainer.hang_timeout_s``; ``message`` names phase and workers."""
+class HangDetected(RunStopped, KeyboardInterrupt):
+    """The watchdog saw no progress for ``trainer.hang_timeout_s``; ``message`` names phase and workers.
+
+    A ``KeyboardInterrupt`` like :class:`Aborted`: Ray's blocking calls end cleanly on one (other
+    exceptions raised from a signal handler inside ``ray.wait`` come out as ``SystemError``).
+    """
 
     exit_code = EXIT_HUNG
+
+
+_RAISED: list[RunStopped] = []  # the stop raised from a signal handler in this process, if any
+
+
+def record_stop(stop: RunStopped) -> RunStopped:
+    """Remember a stop raised from a signal handler: Ray's ``ray.get``/``ray.wait`` turn an exception
+    raised in a handler into ``SystemError`` (or a plain ``KeyboardInterrupt``), losing its type."""
+    _RAISED[:] = [stop]
+    return stop
+
+
+def stop_behind(exc: BaseException) -> RunStopped | None:
+    """The :class:`RunStopped` that ``exc`` is, was caused by, or arrived with (see :func:`record_stop`)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, RunStopped):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    if _RAISED:
+        return _RAISED[0]
+    return None
 
 
 class RunGuard:
@@ -106,6 +134,7 @@ class RunGuard:
         self.aborted = False
         self._bar: Any = None
         self._old: dict[int, Any] = {}
+        _RAISED.clear()
         TRACKER.reset("setup")
         self.install()
         timeout = float(getattr(loop.spec.trainer, "hang_timeout_s", 0) or 0)
@@ -134,9 +163,9 @@ class RunGuard:
                   "checkpoint and stopping; Ctrl-C again to stop at once", file=sys.stderr, flush=True)
             return
         self.aborted = True
-        raise Aborted(f"stopped at once by a second signal ({self.requested}, then {name}) during step "
+        raise record_stop(Aborted(f"stopped at once by a second signal ({self.requested}, then {name}) during step "
                       f"{state.step} ({TRACKER.path()})", local_dir=self.local_dir, step=state.step,
-                      signal_name=name)
+                      signal_name=name))
 
     # ------------------------------------------------------------------ the loop's hook
     def progress(self, bar: Any) -> Any:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.interrupts import EXIT_HUNG, HangDetected
+from trainer.interrupts import EXIT_HUNG, HangDetected, record_stop
 from trainer.phases import TRACKER, PhaseState
 
 __all__ = ["Watchdog", "driver_stacks", "py_spy_dump"]
@@ -183,7 +183,7 @@ class Watchdog:
                    f"({path}) of step {state.step}; still busy: {'; '.join(busy)}; stacks of the driver and "
                    f"{len(workers)} Ray worker(s) in {where}")
         logger.error(message)
-        self.fired = HangDetected(message, local_dir=self.local_dir, step=state.step)
+        self.fired = record_stop(HangDetected(message, local_dir=self.local_dir, step=state.step))
         if self._can_signal:
             signal.pthread_kill(self._main, signal.SIGUSR2)
         if self._stop.wait(self.grace_s):
