@@ -272,8 +272,9 @@ def test_double_ctrl_c_stops_at_once_without_traceback_or_leftovers(ws, tmp_path
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     final = [line for line in _relift_lines(run.stderr) if "stopped at once" in line]
     assert len(final) == 1, _relift_lines(run.stderr)
-    last = ck.read_tracker(out)
-    assert last is not None and f"last good checkpoint {out / f'global_step_{last}'}" in final[0]
+    last = out / f"global_step_{ck.read_tracker(out)}"
+    # the second Ctrl-C lands inside a step (the usual case) or, on a fast step, after the save
+    assert f"last good checkpoint {last};" in final[0] or f"checkpoint {last} is complete;" in final[0], final[0]
     assert "resume: cd " in final[0]
     assert not list(out.glob(".tmp-*"))
     _assert_all_gone(children)

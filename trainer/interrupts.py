@@ -132,6 +132,7 @@ class RunGuard:
         self.local_dir = str(loop.local_dir or "")
         self.requested: str | None = None
         self.aborted = False
+        self.saved: tuple[int, Path] | None = None  # (step, checkpoint) once a requested stop has saved
         self._bar: Any = None
         self._old: dict[int, Any] = {}
         _RAISED.clear()
@@ -163,9 +164,13 @@ class RunGuard:
                   "checkpoint and stopping; Ctrl-C again to stop at once", file=sys.stderr, flush=True)
             return
         self.aborted = True
+        if self.saved is not None:  # the checkpoint is complete: only the shutdown is cut short
+            raise record_stop(Aborted(f"stopped at once by a second signal ({self.requested}, then {name}) while "
+                                      f"shutting down after step {self.saved[0]}", local_dir=self.local_dir,
+                                      step=self.saved[0], checkpoint=self.saved[1], signal_name=name))
         raise record_stop(Aborted(f"stopped at once by a second signal ({self.requested}, then {name}) during step "
-                      f"{state.step} ({TRACKER.path()})", local_dir=self.local_dir, step=state.step,
-                      signal_name=name))
+                                  f"{state.step} ({TRACKER.path()})", local_dir=self.local_dir, step=state.step,
+                                  signal_name=name))
 
     # ------------------------------------------------------------------ the loop's hook
     def progress(self, bar: Any) -> Any:
@@ -183,6 +188,7 @@ class RunGuard:
         else:
             with phase("save"):
                 path = loop.save_checkpoint(metrics)
+        self.saved = (step, Path(path))
         raise StoppedForResume(f"stopped by {self.requested} after step {step}", local_dir=self.local_dir,
                                step=step, checkpoint=Path(path), signal_name=self.requested)
 
@@ -227,6 +233,9 @@ def report_stop(stop: RunStopped, argv: list[str] | None = None) -> int:
     """Print the one line a stopped run ends with (stderr) and return its exit status."""
     if isinstance(stop, StoppedForResume):
         line = f"[relift] {stop.message}: checkpoint {stop.checkpoint}; resume: {resume_command(stop, argv)}"
+    elif isinstance(stop, Aborted) and stop.checkpoint is not None:
+        line = (f"[relift] {stop.message}: checkpoint {stop.checkpoint} is complete; "
+                f"resume: {resume_command(stop, argv)}")
     elif isinstance(stop, Aborted):
         last = _latest(stop.local_dir) if stop.local_dir else None
         tail = f"last good checkpoint {last}; resume: {resume_command(stop, argv)}" if last is not None \

@@ -14,9 +14,11 @@ worker) otherwise sits silent until someone notices. A daemon thread reads the p
    relift's own code is busy; one waiting in Ray's task loop is idle);
 3. raises :class:`trainer.interrupts.HangDetected` in the driver's main thread (SIGUSR2 to that
    thread interrupts a blocking wait), so the normal teardown runs and the entry point exits with
-   :data:`trainer.interrupts.EXIT_HUNG`. When the main thread does not answer within
-   ``grace_s`` (it is stuck in C code holding the GIL) the watchdog kills the Ray workers it knows
-   and ends the process itself with ``os._exit(EXIT_HUNG)``.
+   :data:`trainer.interrupts.EXIT_HUNG`. ``ray.wait`` without a timeout never looks at signals, so
+   when the main thread is still blocked 5 s later the watchdog ``ray.kill``-s the run's Ray workers,
+   which ends the wait. When the main thread does not answer within ``grace_s`` (stuck in C code
+   holding the GIL) the watchdog kills the worker processes and ends the process itself with
+   ``os._exit(EXIT_HUNG)``.
 """
 
 from __future__ import annotations
@@ -186,12 +188,31 @@ class Watchdog:
         self.fired = record_stop(HangDetected(message, local_dir=self.local_dir, step=state.step))
         if self._can_signal:
             signal.pthread_kill(self._main, signal.SIGUSR2)
-        if self._stop.wait(self.grace_s):
+        if self._stop.wait(min(5.0, self.grace_s)):
+            return
+        # ray.wait without a timeout does not look at signals: killing the workers ends the wait
+        logger.error("the driver is still blocked; killing the run's Ray workers to release it")
+        _kill_ray_actors(groups)
+        if self._stop.wait(max(0.0, self.grace_s - 5.0)):
             return
         print(f"[relift] {message}; the driver did not stop within {self.grace_s:g} s, exiting now",
               file=sys.stderr, flush=True)
         _kill_ray_workers(groups)
         os._exit(EXIT_HUNG)
+
+
+def _kill_ray_actors(groups: Any) -> None:
+    """``ray.kill`` every worker of the run's Ray groups (their pending calls then fail at once)."""
+    for g in (getattr(groups, "actor", None), getattr(groups, "reward", None)):
+        if g is None or not hasattr(g, "worker_info"):
+            continue
+        import ray  # noqa: PLC0415
+
+        for actor in list(getattr(g, "workers", [])):
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception as exc:  # noqa: BLE001 - already dead
+                logger.debug("ray.kill failed: %s", exc)
 
 
 def _kill_ray_workers(groups: Any) -> None:

@@ -70,8 +70,9 @@ class WorkerGroups:
         try:
             if self.reward is not None and hasattr(self.reward, "close_pool"):
                 self.reward.close_pool()
-        except Exception:  # noqa: BLE001 - shutting down anyway
-            logger.exception("closing the reward pool failed")
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway (the worker may be dead already): one line
+            logger.warning("closing the reward pool failed: %s: %s", type(exc).__name__,
+                           (str(exc).strip().splitlines() or [""])[0])
         for fn in reversed(self._cleanups):
             try:
                 fn()
