@@ -30,16 +30,33 @@ from relift.models.tiny import build_tiny_model
 from relift.utils import checkpoint as ck
 
 REPO = Path(__file__).resolve().parents[1]
-REWARD = 'def compute_score(data_source, solution_str, ground_truth, extra_info=None):\n    return 0.0\n'
-HANG = 'import time\n\ndef compute_score(data_source, solution_str, ground_truth, extra_info=None):\n' \
-       '    time.sleep(600)\n    return 0.0\n'
+REWARD = "def compute_score(data_source, solution_str, ground_truth, extra_info=None):\n    return 0.0\n"
+HANG = (
+    "import time\n\ndef compute_score(data_source, solution_str, ground_truth, extra_info=None):\n"
+    "    time.sleep(600)\n    return 0.0\n"
+)
 
 
 def workspace(root: Path) -> Path:
-    build_tiny_model(root / "model", hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                     intermediate_size=64, max_position_embeddings=128)
-    rows = [{"data_source": "toy", "prompt": [{"role": "user", "content": f"q{i}"}], "ability": "toy",
-             "reward_model": {"style": "rule", "ground_truth": "7"}, "extra_info": {"index": i}} for i in range(64)]
+    build_tiny_model(
+        root / "model",
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    rows = [
+        {
+            "data_source": "toy",
+            "prompt": [{"role": "user", "content": f"q{i}"}],
+            "ability": "toy",
+            "reward_model": {"style": "rule", "ground_truth": "7"},
+            "extra_info": {"index": i},
+        }
+        for i in range(64)
+    ]
     pd.DataFrame(rows).to_parquet(root / "train.parquet")
     (root / "reward.py").write_text(REWARD)
     (root / "hang.py").write_text(HANG)
@@ -47,13 +64,24 @@ def workspace(root: Path) -> Path:
 
 
 def command(ws: Path, out: Path, **extra: object) -> list[str]:
-    base = {"data.train_files": ws / "train.parquet", "actor_rollout_ref.model.path": ws / "model",
-            "data.max_prompt_length": 32, "data.max_response_length": 16, "data.train_batch_size": 4,
-            "actor_rollout_ref.rollout.n": 4, "actor_rollout_ref.actor.ppo_mini_batch_size": 4,
-            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 16,
-            "reward.custom_reward_function.path": ws / "reward.py", "reward.num_workers": 1,
-            "trainer.total_training_steps": 50, "trainer.default_local_dir": out, "trainer.device": "cpu",
-            "trainer.logger": "[jsonl]", "trainer.backend": "inprocess", "trainer.save_freq": 1}
+    base = {
+        "data.train_files": ws / "train.parquet",
+        "actor_rollout_ref.model.path": ws / "model",
+        "data.max_prompt_length": 32,
+        "data.max_response_length": 16,
+        "data.train_batch_size": 4,
+        "actor_rollout_ref.rollout.n": 4,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": 4,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 16,
+        "reward.custom_reward_function.path": ws / "reward.py",
+        "reward.num_workers": 1,
+        "trainer.total_training_steps": 50,
+        "trainer.default_local_dir": out,
+        "trainer.device": "cpu",
+        "trainer.logger": "[jsonl]",
+        "trainer.backend": "inprocess",
+        "trainer.save_freq": 1,
+    }
     base.update(extra)
     return [sys.executable, "-m", "trainer.main_rl", *[f"{k}={v}" for k, v in base.items()]]
 
@@ -84,11 +112,16 @@ def scenario(name: str, cmd: list[str], out: Path, logs: Path, inject) -> dict:
     last = [line for line in err.read_text().splitlines() if line.startswith("[relift]")]
     if t_fault is None:  # the fault is the run's own (watchdog, topology): from the process start
         t_fault = t0
-    return {"scenario": name, "exit": rc, "seconds_fault_to_exit": round(t_end - t_fault, 2),
-            "seconds_total": round(t_end - t0, 2), "last_checkpoint": ck.read_tracker(out),
-            "last_step_logged": max(steps_logged(out), default=None),
-            "partial_saves_left": len(list(out.glob(".tmp-*"))) if out.exists() else 0,
-            "last_line": last[-1] if last else None}
+    return {
+        "scenario": name,
+        "exit": rc,
+        "seconds_fault_to_exit": round(t_end - t_fault, 2),
+        "seconds_total": round(t_end - t0, 2),
+        "last_checkpoint": ck.read_tracker(out),
+        "last_step_logged": max(steps_logged(out), default=None),
+        "partial_saves_left": len(list(out.glob(".tmp-*"))) if out.exists() else 0,
+        "last_line": last[-1] if last else None,
+    }
 
 
 def wait_step(proc, out: Path, step: int) -> None:
@@ -138,27 +171,53 @@ def main() -> None:
     logs = root / "logs"
     logs.mkdir()
     results = []
-    results.append(scenario("sigterm", command(ws, root / "a", **{"trainer.save_freq": -1}), root / "a", logs,
-                            sigterm))
+    results.append(scenario("sigterm", command(ws, root / "a", **{"trainer.save_freq": -1}), root / "a", logs, sigterm))
     results.append(scenario("ctrl_c_twice", command(ws, root / "b"), root / "b", logs, ctrl_c_twice))
-    results.append(scenario("ctrl_c_ray", command(ws, root / "c", **{"trainer.backend": "ray",
-                                                                     "ray_init.num_cpus": 2}),
-                            root / "c", logs, ctrl_c_once))
-    hang = scenario("hang", command(ws, root / "d", **{"reward.custom_reward_function.path": ws / "hang.py",
-                                                       "reward.timeout": 600,
-                                                       "trainer.hang_timeout_s": args.hang_timeout}),
-                    root / "d", logs, lambda *a: None)
+    results.append(
+        scenario(
+            "ctrl_c_ray",
+            command(ws, root / "c", **{"trainer.backend": "ray", "ray_init.num_cpus": 2}),
+            root / "c",
+            logs,
+            ctrl_c_once,
+        )
+    )
+    hang = scenario(
+        "hang",
+        command(
+            ws,
+            root / "d",
+            **{
+                "reward.custom_reward_function.path": ws / "hang.py",
+                "reward.timeout": 600,
+                "trainer.hang_timeout_s": args.hang_timeout,
+            },
+        ),
+        root / "d",
+        logs,
+        lambda *a: None,
+    )
     start = hung_step_start(logs)
     if start is not None:  # from the hung step's start to the last write on stderr (the exit line)
         hang["seconds_fault_to_exit"] = round(os.path.getmtime(logs / "hang.err") - start, 2)
     hang["hang_timeout_s"] = args.hang_timeout
     results.append(hang)
-    results.append(scenario("topology", command(ws, root / "e", **{"trainer.backend": "ray", "trainer.nnodes": 2,
-                                                                   "ray_init.num_cpus": 2}),
-                            root / "e", logs, lambda *a: None))
+    results.append(
+        scenario(
+            "topology",
+            command(ws, root / "e", **{"trainer.backend": "ray", "trainer.nnodes": 2, "ray_init.num_cpus": 2}),
+            root / "e",
+            logs,
+            lambda *a: None,
+        )
+    )
     load = os.getloadavg()
-    report = {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in load], "results": results,
-              "logs": str(logs)}
+    report = {
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": [round(x, 2) for x in load],
+        "results": results,
+        "logs": str(logs),
+    }
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -38,26 +38,32 @@ from relift.utils import checkpoint as ck
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
 _VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step")  # wall-clock: never compared
-HANG_REWARD_PY = '''
+HANG_REWARD_PY = """
 import time
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None):
     time.sleep(600)
     return 0.0
-'''
+"""
 
 
 # ----------------------------------------------------------------------------------- helpers
 def _cmd(ws: Path, out: Path, **extra: object) -> list[str]:
-    base = {"trainer.total_training_steps": STEPS, "trainer.save_freq": -1, "actor_rollout_ref.rollout.n": 4,
-            "actor_rollout_ref.actor.optim.lr": 1e-2, "data.val_files": ws / "val.parquet",
-            "trainer.test_freq": 2, "actor_rollout_ref.rollout.val_kwargs.n": 2,
-            "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
-            "actor_rollout_ref.rollout.val_kwargs.temperature": 1.0,
-            # off-policy (2 optimiser steps per RL step): old log-probs and the optimiser state matter
-            "actor_rollout_ref.actor.ppo_mini_batch_size": 2,
-            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 4}
+    base = {
+        "trainer.total_training_steps": STEPS,
+        "trainer.save_freq": -1,
+        "actor_rollout_ref.rollout.n": 4,
+        "actor_rollout_ref.actor.optim.lr": 1e-2,
+        "data.val_files": ws / "val.parquet",
+        "trainer.test_freq": 2,
+        "actor_rollout_ref.rollout.val_kwargs.n": 2,
+        "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
+        "actor_rollout_ref.rollout.val_kwargs.temperature": 1.0,
+        # off-policy (2 optimiser steps per RL step): old log-probs and the optimiser state matter
+        "actor_rollout_ref.actor.ppo_mini_batch_size": 2,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 4,
+    }
     base.update(extra)
     return [sys.executable, "-m", "trainer.main_rl", *overrides(ws, out, **base)]
 
@@ -76,8 +82,9 @@ class Run:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
         self._out, self._err = open(self.out_path, "w"), open(self.err_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=self._out, stderr=self._err,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=_env(), stdout=self._out, stderr=self._err, start_new_session=True
+        )
         self.started = time.monotonic()
 
     def wait(self, timeout: float = 240) -> int:
@@ -100,8 +107,9 @@ class Run:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the run ended (rc {self.proc.returncode}) before step {step}: "
-                                     f"{self.text()[-3000:]}")
+                raise AssertionError(
+                    f"the run ended (rc {self.proc.returncode}) before step {step}: {self.text()[-3000:]}"
+                )
             if jsonl.exists() and any(r.get("step") == step for r in _records(jsonl)):
                 return
             time.sleep(0.05)
@@ -194,7 +202,7 @@ def _listening(pid: int) -> list[str]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for row in Path(table).read_text().splitlines()[1:]:
@@ -250,8 +258,7 @@ def test_sigterm_saves_names_the_resume_command_and_the_resume_matches(ws, refer
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == list(range(step + 1))
     _assert_all_gone(children)
 
-    res = subprocess.run(["sh", "-c", resume], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(["sh", "-c", resume], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"global_step_{step}" in res.stdout + res.stderr  # "resuming from ..."
     _same_metrics(reference, read_jsonl(out / "metrics.jsonl"))
@@ -320,8 +327,11 @@ def test_second_ctrl_c_inside_a_save_removes_it_and_keeps_the_previous_checkpoin
 def test_ctrl_c_on_the_ray_backend_finishes_the_step_and_leaves_no_ray_process(ws, tmp_path):
     """The terminal's SIGINT reaches Ray's own processes too: they must survive it (and listen on 127.0.0.1)."""
     out = tmp_path / "run"
-    run = Run(_cmd(ws, out, **{"trainer.backend": "ray", "ray_init.num_cpus": 2,
-                               "trainer.total_training_steps": 50}), tmp_path, "ray")
+    run = Run(
+        _cmd(ws, out, **{"trainer.backend": "ray", "ray_init.num_cpus": 2, "trainer.total_training_steps": 50}),
+        tmp_path,
+        "ray",
+    )
     run.wait_for_step(out / "metrics.jsonl", 1)
     children = _descendants(run.proc.pid)
     ray_procs = {pid: name for pid, name in _alive(children).items() if name in ("raylet", "gcs_server")}
@@ -344,9 +354,20 @@ def test_ctrl_c_on_the_ray_backend_finishes_the_step_and_leaves_no_ray_process(w
 @pytest.mark.timeout(200)
 def test_watchdog_names_the_hung_phase_and_dumps_stacks(ws, tmp_path):
     out = tmp_path / "run"
-    run = Run(_cmd(ws, out, **{"reward.custom_reward_function.path": ws / "hang_reward.py",
-                               "reward.timeout": 600, "trainer.hang_timeout_s": 6, "data.val_files": "null"}),
-              tmp_path, "hang")
+    run = Run(
+        _cmd(
+            ws,
+            out,
+            **{
+                "reward.custom_reward_function.path": ws / "hang_reward.py",
+                "reward.timeout": 600,
+                "trainer.hang_timeout_s": 10,
+                "data.val_files": "null",
+            },
+        ),
+        tmp_path,
+        "hang",
+    )
     deadline = time.monotonic() + 120
     children: set[int] = set()
     while run.proc.poll() is None and time.monotonic() < deadline:
@@ -368,7 +389,7 @@ def test_watchdog_names_the_hung_phase_and_dumps_stacks(ws, tmp_path):
 
 
 # ----------------------------------------------------------------------------------- kill -9
-KILL_IN_SAVE = textwrap.dedent('''
+KILL_IN_SAVE = textwrap.dedent("""
     import os, signal, sys
     from relift.utils import checkpoint as ck
     real = ck.save_driver_state
@@ -380,7 +401,7 @@ KILL_IN_SAVE = textwrap.dedent('''
     sys.argv = ["trainer.main_rl", *sys.argv[1:]]
     from trainer.main_rl import main
     main()
-''')
+""")
 
 
 @pytest.mark.timeout(300)
@@ -395,12 +416,14 @@ def test_kill9_after_a_checkpoint_and_during_a_save_resume_exactly(ws, reference
     assert first is not None and first < STEPS - 1, f"killed too late (checkpoint {first})"
 
     # resume, and die in the middle of the next save
-    env_cmd = [sys.executable, "-c", KILL_IN_SAVE, *cmd[3:]]
-    os.environ["KILL_AT_SAVE"] = str(first + 1)
-    try:
-        res = subprocess.run(env_cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-    finally:
-        del os.environ["KILL_AT_SAVE"]
+    res = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SAVE, *cmd[3:]],
+        cwd=REPO,
+        env={**_env(), "KILL_AT_SAVE": str(first + 1)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == -signal.SIGKILL, res.stderr[-3000:]
     assert f"resuming from {out / f'global_step_{first}'}" in res.stdout + res.stderr
     assert (out / f".tmp-global_step_{first + 1}" / "actor").is_dir()  # the half-written save
@@ -417,8 +440,10 @@ def test_kill9_after_a_checkpoint_and_during_a_save_resume_exactly(ws, reference
 def test_check_topology_names_what_was_asked_and_what_the_cluster_has():
     from relift.single_controller.ray_init import TopologyError, check_topology
 
-    one = [{"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 8.0, "GPU": 4.0}},
-           {"Alive": False, "NodeManagerAddress": "10.0.0.2", "Resources": {"CPU": 8.0, "GPU": 4.0}}]
+    one = [
+        {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 8.0, "GPU": 4.0}},
+        {"Alive": False, "NodeManagerAddress": "10.0.0.2", "Resources": {"CPU": 8.0, "GPU": 4.0}},
+    ]
     check_topology(1, 4, use_gpu=True, nodes=one)
     check_topology(1, 8, use_gpu=False, nodes=one)
     with pytest.raises(TopologyError, match=r"trainer.nnodes=2 x trainer.n_gpus_per_node=4 .* 1 alive node"):
@@ -431,9 +456,18 @@ def test_check_topology_names_what_was_asked_and_what_the_cluster_has():
 @pytest.mark.timeout(120)
 def test_two_nodes_asked_on_a_one_node_cluster_fails_at_start(ws, tmp_path):
     out = tmp_path / "run"
-    res = subprocess.run(_cmd(ws, out, **{"trainer.backend": "ray", "trainer.nnodes": 2,
-                                          "trainer.n_gpus_per_node": 1, "ray_init.num_cpus": 2}),
-                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        _cmd(
+            ws,
+            out,
+            **{"trainer.backend": "ray", "trainer.nnodes": 2, "trainer.n_gpus_per_node": 1, "ray_init.num_cpus": 2},
+        ),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2, res.stderr[-3000:]
     line = [line for line in _relift_lines(res.stderr) if "trainer.nnodes=2" in line]
     assert len(line) == 1 and "1 alive node(s)" in line[0] and "(CPU 2, GPU 0)" in line[0], res.stderr[-2000:]

@@ -41,8 +41,20 @@ from typing import Any
 from relift.utils import checkpoint as ckpt
 from trainer.phases import TRACKER, phase
 
-__all__ = ["EXIT_STOPPED_SAVED", "EXIT_ABORTED", "EXIT_HUNG", "RunStopped", "StoppedForResume", "Aborted",
-           "HangDetected", "RunGuard", "resume_command", "report_stop", "stop_behind", "record_stop"]
+__all__ = [
+    "EXIT_STOPPED_SAVED",
+    "EXIT_ABORTED",
+    "EXIT_HUNG",
+    "RunStopped",
+    "StoppedForResume",
+    "Aborted",
+    "HangDetected",
+    "RunGuard",
+    "resume_command",
+    "report_stop",
+    "stop_behind",
+    "record_stop",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +72,9 @@ class RunStopped(BaseException):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, local_dir: str = "", step: int = 0, checkpoint: Path | None = None,
-                 signal_name: str = "") -> None:
+    def __init__(
+        self, message: str, *, local_dir: str = "", step: int = 0, checkpoint: Path | None = None, signal_name: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.local_dir = local_dir
@@ -160,17 +173,34 @@ class RunGuard:
         state = TRACKER.state()
         if self.requested is None:
             self.requested = name
-            print(f"[relift] {name}: finishing step {state.step} (now in {TRACKER.path()}), then saving a "
-                  "checkpoint and stopping; Ctrl-C again to stop at once", file=sys.stderr, flush=True)
+            print(
+                f"[relift] {name}: finishing step {state.step} (now in {TRACKER.path()}), then saving a "
+                "checkpoint and stopping; Ctrl-C again to stop at once",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.aborted = True
         if self.saved is not None:  # the checkpoint is complete: only the shutdown is cut short
-            raise record_stop(Aborted(f"stopped at once by a second signal ({self.requested}, then {name}) while "
-                                      f"shutting down after step {self.saved[0]}", local_dir=self.local_dir,
-                                      step=self.saved[0], checkpoint=self.saved[1], signal_name=name))
-        raise record_stop(Aborted(f"stopped at once by a second signal ({self.requested}, then {name}) during step "
-                                  f"{state.step} ({TRACKER.path()})", local_dir=self.local_dir, step=state.step,
-                                  signal_name=name))
+            raise record_stop(
+                Aborted(
+                    f"stopped at once by a second signal ({self.requested}, then {name}) while "
+                    f"shutting down after step {self.saved[0]}",
+                    local_dir=self.local_dir,
+                    step=self.saved[0],
+                    checkpoint=self.saved[1],
+                    signal_name=name,
+                )
+            )
+        raise record_stop(
+            Aborted(
+                f"stopped at once by a second signal ({self.requested}, then {name}) during step "
+                f"{state.step} ({TRACKER.path()})",
+                local_dir=self.local_dir,
+                step=state.step,
+                signal_name=name,
+            )
+        )
 
     # ------------------------------------------------------------------ the loop's hook
     def progress(self, bar: Any) -> Any:
@@ -189,8 +219,13 @@ class RunGuard:
             with phase("save"):
                 path = loop.save_checkpoint(metrics)
         self.saved = (step, Path(path))
-        raise StoppedForResume(f"stopped by {self.requested} after step {step}", local_dir=self.local_dir,
-                               step=step, checkpoint=Path(path), signal_name=self.requested)
+        raise StoppedForResume(
+            f"stopped by {self.requested} after step {step}",
+            local_dir=self.local_dir,
+            step=step,
+            checkpoint=Path(path),
+            signal_name=self.requested,
+        )
 
     def close(self) -> None:
         """Stop the watchdog, put the old handlers back, and remove a partial save after an abort."""
@@ -234,12 +269,16 @@ def report_stop(stop: RunStopped, argv: list[str] | None = None) -> int:
     if isinstance(stop, StoppedForResume):
         line = f"[relift] {stop.message}: checkpoint {stop.checkpoint}; resume: {resume_command(stop, argv)}"
     elif isinstance(stop, Aborted) and stop.checkpoint is not None:
-        line = (f"[relift] {stop.message}: checkpoint {stop.checkpoint} is complete; "
-                f"resume: {resume_command(stop, argv)}")
+        line = (
+            f"[relift] {stop.message}: checkpoint {stop.checkpoint} is complete; resume: {resume_command(stop, argv)}"
+        )
     elif isinstance(stop, Aborted):
         last = _latest(stop.local_dir) if stop.local_dir else None
-        tail = f"last good checkpoint {last}; resume: {resume_command(stop, argv)}" if last is not None \
+        tail = (
+            f"last good checkpoint {last}; resume: {resume_command(stop, argv)}"
+            if last is not None
             else "no checkpoint to resume from"
+        )
         line = f"[relift] {stop.message}: nothing saved for it; {tail}"
     else:
         line = f"[relift] {stop.message}"

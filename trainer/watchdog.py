@@ -102,8 +102,9 @@ def _ray_worker_dumps(groups: Any) -> list[tuple[str, str, bool]]:
                 else:
                     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
-                    task = remote_dump.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-                        node_id=info["node_id"], soft=False))
+                    task = remote_dump.options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=info["node_id"], soft=False)
+                    )
                     text = ray.get(task.remote(int(info["pid"])), timeout=60)
             except Exception as exc:  # noqa: BLE001 - a dump that fails is reported, not fatal
                 text = f"no stack: {type(exc).__name__}: {exc}"
@@ -169,8 +170,12 @@ class Watchdog:
         workers = _ray_worker_dumps(groups) if groups is not None else []
         safe = re.sub(r"[^\w.-]", "_", state.name)
         dump = Path(self.local_dir) / f"hang_step{state.step}_{safe}.txt"
-        text = [f"no progress for {self.timeout_s:g} s; step {state.step}, phases {path}", "",
-                f"=== driver (pid {os.getpid()})", driver_stacks()]
+        text = [
+            f"no progress for {self.timeout_s:g} s; step {state.step}, phases {path}",
+            "",
+            f"=== driver (pid {os.getpid()})",
+            driver_stacks(),
+        ]
         for name, stack, busy in workers:
             text += ["", f"=== {name}{' [busy]' if busy else ' [idle]'}", stack]
         try:
@@ -181,9 +186,11 @@ class Watchdog:
             where = f"(not written: {exc})"
         self.dump_path = dump
         busy = [n for n, _, b in workers if b] or [_group_label(state.group)]
-        message = (f"hang: no progress for {self.timeout_s:g} s (trainer.hang_timeout_s) in phase '{state.name}' "
-                   f"({path}) of step {state.step}; still busy: {'; '.join(busy)}; stacks of the driver and "
-                   f"{len(workers)} Ray worker(s) in {where}")
+        message = (
+            f"hang: no progress for {self.timeout_s:g} s (trainer.hang_timeout_s) in phase '{state.name}' "
+            f"({path}) of step {state.step}; still busy: {'; '.join(busy)}; stacks of the driver and "
+            f"{len(workers)} Ray worker(s) in {where}"
+        )
         logger.error(message)
         self.fired = record_stop(HangDetected(message, local_dir=self.local_dir, step=state.step))
         if self._can_signal:
@@ -195,8 +202,11 @@ class Watchdog:
         _kill_ray_actors(groups)
         if self._stop.wait(max(0.0, self.grace_s - 5.0)):
             return
-        print(f"[relift] {message}; the driver did not stop within {self.grace_s:g} s, exiting now",
-              file=sys.stderr, flush=True)
+        print(
+            f"[relift] {message}; the driver did not stop within {self.grace_s:g} s, exiting now",
+            file=sys.stderr,
+            flush=True,
+        )
         _kill_ray_workers(groups)
         os._exit(EXIT_HUNG)
 
