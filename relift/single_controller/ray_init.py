@@ -12,8 +12,8 @@ address). Ray turns ``_node_ip_address="127.0.0.1"`` into the machine's address 
 single-machine mode, the one it uses on macOS and Windows
 (``ray._private.services.get_node_ip_address``: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` / the
 ``ENABLE_RAY_CLUSTER`` constant); that mode is switched on for the start of a local instance.
-No other machine can then join it, which is the point: a multi-node cluster is ``ray start``-ed
-(scripts/ray_start.sh) and joined.
+No other machine can then join it, which is the point: a multi-node cluster is started with
+``ray start`` and joined (docs/multinode.md).
 
 :func:`check_topology` compares ``trainer.nnodes`` x ``trainer.n_gpus_per_node`` with the alive
 nodes of the cluster, so a run never silently packs two "nodes" onto one.
@@ -37,7 +37,6 @@ __all__ = ["init_ray", "default_worker_env", "find_existing_cluster", "check_top
 
 class TopologyError(RuntimeError):
     """The cluster cannot hold the run as asked (fewer nodes, or fewer devices per node)."""
-
 
 
 def default_worker_env() -> dict[str, str]:
