@@ -108,7 +108,7 @@ def scenario(name: str, cmd: list[str], out: Path, logs: Path, inject) -> dict:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fo, stderr=fe, start_new_session=True)
         t_fault = inject(proc, out, err)
         rc = proc.wait(timeout=600)
-        t_end = time.monotonic()
+        t_end, wall_end = time.monotonic(), time.time()
     last = [line for line in err.read_text().splitlines() if line.startswith("[relift]")]
     if t_fault is None:  # the fault is the run's own (watchdog, topology): from the process start
         t_fault = t0
@@ -120,6 +120,8 @@ def scenario(name: str, cmd: list[str], out: Path, logs: Path, inject) -> dict:
         "last_checkpoint": ck.read_tracker(out),
         "last_step_logged": max(steps_logged(out), default=None),
         "partial_saves_left": len(list(out.glob(".tmp-*"))) if out.exists() else 0,
+        # the [relift] line is the last thing the run prints: after it only the interpreter's exit
+        "seconds_last_line_to_exit": round(wall_end - os.path.getmtime(err), 2),
         "last_line": last[-1] if last else None,
     }
 
@@ -161,60 +163,47 @@ def hung_step_start(logs: Path) -> float | None:
     return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+SCENARIOS = ("sigterm", "ctrl_c_twice", "ctrl_c_ray", "hang", "topology")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None, help="also write the results here (json)")
     ap.add_argument("--hang-timeout", type=float, default=10.0, help="trainer.hang_timeout_s of the hang case")
+    ap.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), help="run these cases only")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="relift_faults_"))
     ws = workspace(root / "ws")
     logs = root / "logs"
     logs.mkdir()
+    ray = {"trainer.backend": "ray", "ray_init.num_cpus": 2}
+    hang = {
+        "reward.custom_reward_function.path": ws / "hang.py",
+        "reward.timeout": 600,
+        "trainer.hang_timeout_s": args.hang_timeout,
+    }
+    two_nodes = {**ray, "trainer.nnodes": 2, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8}
+    plan = {
+        "sigterm": ({"trainer.save_freq": -1}, sigterm),
+        "ctrl_c_twice": ({}, ctrl_c_twice),
+        "ctrl_c_ray": (ray, ctrl_c_once),
+        "hang": (hang, lambda *a: None),
+        "topology": (two_nodes, lambda *a: None),
+    }
     results = []
-    results.append(scenario("sigterm", command(ws, root / "a", **{"trainer.save_freq": -1}), root / "a", logs, sigterm))
-    results.append(scenario("ctrl_c_twice", command(ws, root / "b"), root / "b", logs, ctrl_c_twice))
-    results.append(
-        scenario(
-            "ctrl_c_ray",
-            command(ws, root / "c", **{"trainer.backend": "ray", "ray_init.num_cpus": 2}),
-            root / "c",
-            logs,
-            ctrl_c_once,
-        )
-    )
-    hang = scenario(
-        "hang",
-        command(
-            ws,
-            root / "d",
-            **{
-                "reward.custom_reward_function.path": ws / "hang.py",
-                "reward.timeout": 600,
-                "trainer.hang_timeout_s": args.hang_timeout,
-            },
-        ),
-        root / "d",
-        logs,
-        lambda *a: None,
-    )
-    start = hung_step_start(logs)
-    if start is not None:  # from the hung step's start to the last write on stderr (the exit line)
-        hang["seconds_fault_to_exit"] = round(os.path.getmtime(logs / "hang.err") - start, 2)
-    hang["hang_timeout_s"] = args.hang_timeout
-    results.append(hang)
-    results.append(
-        scenario(
-            "topology",
-            command(ws, root / "e", **{"trainer.backend": "ray", "trainer.nnodes": 2, "ray_init.num_cpus": 2}),
-            root / "e",
-            logs,
-            lambda *a: None,
-        )
-    )
-    load = os.getloadavg()
+    for name in args.only:
+        extra, inject = plan[name]
+        out = root / name
+        res = scenario(name, command(ws, out, **extra), out, logs, inject)
+        if name == "hang":
+            start = hung_step_start(logs)
+            if start is not None:  # from the hung step's start to the last write on stderr (the exit line)
+                res["seconds_fault_to_exit"] = round(os.path.getmtime(logs / "hang.err") - start, 2)
+            res["hang_timeout_s"] = args.hang_timeout
+        results.append(res)
     report = {
         "cpus": os.cpu_count(),
-        "loadavg_at_end": [round(x, 2) for x in load],
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "logs": str(logs),
     }
