@@ -38,6 +38,14 @@ from relift.utils import checkpoint as ck
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
 _VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step")  # wall-clock: never compared
+SLOW_REWARD_PY = """
+import time
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None):
+    time.sleep(0.2)  # 16 samples, one scoring process: a step of over 3 s, so both Ctrl-C land inside one
+    return 0.0
+"""
 HANG_REWARD_PY = """
 import time
 
@@ -223,6 +231,7 @@ def _relift_lines(stderr: str) -> list[str]:
 def ws(tmp_path_factory) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("faults_ws"))
     (ws / "hang_reward.py").write_text(HANG_REWARD_PY)
+    (ws / "slow_reward.py").write_text(SLOW_REWARD_PY)
     return ws
 
 
@@ -268,7 +277,8 @@ def test_sigterm_saves_names_the_resume_command_and_the_resume_matches(ws, refer
 @pytest.mark.timeout(200)
 def test_double_ctrl_c_stops_at_once_without_traceback_or_leftovers(ws, tmp_path):
     out = tmp_path / "run"
-    run = Run(_cmd(ws, out, **{"trainer.save_freq": 1, "trainer.total_training_steps": 50}), tmp_path, "cc")
+    slow = {"reward.custom_reward_function.path": ws / "slow_reward.py", "data.val_files": "null"}
+    run = Run(_cmd(ws, out, **{"trainer.save_freq": 1, "trainer.total_training_steps": 50, **slow}), tmp_path, "cc")
     run.wait_for_step(out / "metrics.jsonl", 1)
     children = _descendants(run.proc.pid)
     os.killpg(run.proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
@@ -280,8 +290,8 @@ def test_double_ctrl_c_stops_at_once_without_traceback_or_leftovers(ws, tmp_path
     final = [line for line in _relift_lines(run.stderr) if "stopped at once" in line]
     assert len(final) == 1, _relift_lines(run.stderr)
     last = out / f"global_step_{ck.read_tracker(out)}"
-    # the second Ctrl-C lands inside a step (the usual case) or, on a fast step, after the save
-    assert f"last good checkpoint {last};" in final[0] or f"checkpoint {last} is complete;" in final[0], final[0]
+    assert f"during step {ck.read_tracker(out) + 1} " in final[0], final[0]  # the step in flight is lost
+    assert f"last good checkpoint {last};" in final[0], final[0]
     assert "resume: cd " in final[0]
     assert not list(out.glob(".tmp-*"))
     _assert_all_gone(children)

@@ -265,7 +265,14 @@ def _latest(local_dir: str) -> Path | None:
 
 
 def report_stop(stop: RunStopped, argv: list[str] | None = None) -> int:
-    """Print the one line a stopped run ends with (stderr) and return its exit status."""
+    """Print the one line a stopped run ends with (stderr) and return its exit status.
+
+    From here on the process only exits: a further Ctrl-C or SIGTERM ends it at once with the same
+    status instead of a ``KeyboardInterrupt`` traceback from the interpreter's shutdown.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for sig in _SIGNALS:
+            signal.signal(sig, lambda signum, frame, code=stop.exit_code: os._exit(code))
     if isinstance(stop, StoppedForResume):
         line = f"[relift] {stop.message}: checkpoint {stop.checkpoint}; resume: {resume_command(stop, argv)}"
     elif isinstance(stop, Aborted) and stop.checkpoint is not None:
