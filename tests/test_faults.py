@@ -280,6 +280,7 @@ def test_double_ctrl_c_stops_at_once_without_traceback_or_leftovers(ws, tmp_path
     slow = {"reward.custom_reward_function.path": ws / "slow_reward.py", "data.val_files": "null"}
     run = Run(_cmd(ws, out, **{"trainer.save_freq": 1, "trainer.total_training_steps": 50, **slow}), tmp_path, "cc")
     run.wait_for_step(out / "metrics.jsonl", 1)
+    time.sleep(1.0)  # into step 2 (over 3 s long), past the moment between steps where one Ctrl-C stops at once
     children = _descendants(run.proc.pid)
     os.killpg(run.proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     run.wait_for_text(r"SIGINT: finishing step")

@@ -174,7 +174,8 @@ class RunGuard:
         if self.requested is None:
             self.requested = name
             print(
-                f"[relift] {name}: finishing step {state.step} (now in {TRACKER.path()}), then saving a "
+                ("\n" if self._bar is not None else "")  # end the progress bar's line first
+                + f"[relift] {name}: finishing step {state.step} (now in {TRACKER.path()}), then saving a "
                 "checkpoint and stopping; Ctrl-C again to stop at once",
                 file=sys.stderr,
                 flush=True,
