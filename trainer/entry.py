@@ -3,7 +3,8 @@
 ``python -m trainer.main_rl`` and ``python -m trainer.main_offline`` differ only in the spec they
 build and the trainer they hand it to. A config that cannot run is reported before any worker
 starts, one line per problem on stderr, with exit status :data:`EXIT_BAD_CONFIG` (every entry point
-uses it).
+uses it). A run stopped by SIGTERM, Ctrl-C or the hang watchdog ends with one line and the exit
+status of :mod:`trainer.interrupts` (75 saved and resumable, 130 stopped at once, 3 hung).
 """
 
 from __future__ import annotations
@@ -41,7 +42,19 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         rc = print_preview(spec, EXIT_BAD_CONFIG)
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
         return rc
-    train(spec)
+    from relift.single_controller.ray_init import TopologyError  # noqa: PLC0415
+    from trainer.interrupts import report_stop, stop_behind  # noqa: PLC0415
+
+    try:
+        train(spec)
+    except TopologyError as e:  # the cluster does not match trainer.nnodes x n_gpus_per_node
+        print(f"[relift] {e}", file=sys.stderr, flush=True)
+        return EXIT_BAD_CONFIG
+    except BaseException as e:  # SIGTERM / Ctrl-C / the hang watchdog: one line, its own exit status
+        stop = stop_behind(e)
+        if stop is None:
+            raise
+        return report_stop(stop)
     return 0
 
 

@@ -53,6 +53,7 @@ from relift.spec import RLRunSpec
 from relift.utils.seqlen_balancing import balance_permutation, partition_stats
 from relift.utils.timer import timed
 from trainer.data_configs import rl_data_config
+from trainer.phases import phase
 from trainer.run_checkpoint import resolve_resume_dir
 from trainer.step_loop import StepLoop
 from trainer.validation import run_validation
@@ -221,7 +222,7 @@ class RLTrainer(StepLoop):
             gen_in = batch.select(batch_keys=list(GEN_KEYS), non_tensor_batch_keys=[])
             gen_in.meta_info = {"global_step": step}
             self.actor_wg.set_rollout_seed(self._step_seed(step))
-            with timed("gen", timings):
+            with timed("gen", timings), phase("generate", self.actor_wg):
                 gen_out = self.actor_wg.generate_sequences(gen_in)
             worker_timing = gen_out.meta_info.pop("timing", None) or {}
             if "weight_sync" in worker_timing:
@@ -233,7 +234,7 @@ class RLTrainer(StepLoop):
             batch = batch.union(gen_out)
             batch.meta_info["global_step"] = step
 
-            with timed("reward", timings):
+            with timed("reward", timings), phase("reward", self.reward_wg):
                 scored = self.reward_wg.compute_score(batch)
                 scored.meta_info.pop("metrics", None)
                 batch = batch.union(scored)
@@ -243,7 +244,7 @@ class RLTrainer(StepLoop):
                 batch = self._balance(batch, metrics)
 
             if not self.spec.on_policy:
-                with timed("old_log_prob", timings):
+                with timed("old_log_prob", timings), phase("old_log_prob", self.actor_wg):
                     old = self.actor_wg.compute_log_prob(batch)
                     batch = batch.union(old)
                 ent = batch.batch["entropys"]
@@ -251,20 +252,21 @@ class RLTrainer(StepLoop):
                 metrics["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
 
             if self.spec.ref.enabled:
-                with timed("ref", timings):
+                with timed("ref", timings), phase("ref", self.actor_wg):
                     batch = batch.union(self.actor_wg.compute_ref_log_prob(batch))
 
             with timed("adv", timings):
                 self._compute_advantage(batch, metrics)
 
-            with timed("update_actor", timings):
+            with timed("update_actor", timings), phase("update", self.actor_wg):
                 out = self.actor_wg.update_actor(batch)
             worker = reduce_metrics(out.meta_info.get("metrics", {}))
             worker.pop("timing_s/update_actor_worker", None)
             metrics.update(worker)
 
             for hook in self.post_update_hooks:
-                hook(self, batch, metrics)
+                with phase(f"hook:{getattr(hook, 'name', type(hook).__name__)}", self.actor_wg):
+                    hook(self, batch, metrics)
 
         metrics.update(compute_data_metrics(batch, self.spec.data.max_response_length))
         metrics.update(timings)
@@ -317,7 +319,7 @@ class RLTrainer(StepLoop):
         t = self.spec.trainer
         if self.val_batches and (t.val_only or (not resumed and t.val_before_train)):
             val_timings: dict[str, float] = {}
-            with timed("testing", val_timings):
+            with timed("testing", val_timings), phase("validate", self.actor_wg):
                 val = self.validate()
             self.tracker.log({**val, **val_timings}, step=self.global_step)
             if t.val_only:

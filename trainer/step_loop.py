@@ -19,6 +19,8 @@ from relift.protocol import DataProto
 from relift.spec import save_spec_json, spec_to_dict
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
+from trainer.interrupts import RunGuard
+from trainer.phases import TRACKER, phase
 from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
 
 __all__ = ["StepLoop"]
@@ -136,9 +138,13 @@ class StepLoop(ABC):
         save_spec_json(self.spec, self.local_dir)
         self._build_tracker()
         last: dict[str, Any] = {}
+        guard = RunGuard(self)  # SIGTERM / Ctrl-C and the hang watchdog (trainer/interrupts.py)
         try:
-            self._build_workers()
-            resumed = self.load_checkpoint()
+            with phase("start_workers"):
+                self._build_workers()
+            guard.install()  # ray.init installs its own SIGTERM handler: take it back
+            with phase("load_checkpoint"):
+                resumed = self.load_checkpoint()
             early = self._before_steps(resumed)
             if early is not None:
                 return early
@@ -146,26 +152,29 @@ class StepLoop(ABC):
                 logger.info("already at step %d of %d: nothing to train", self.global_step, self.total_steps)
                 return last
             t = self.spec.trainer
-            bar = tqdm(total=self.total_steps, initial=self.global_step, desc=self.progress_name, unit="step",
-                       dynamic_ncols=True)
+            bar = guard.progress(tqdm(total=self.total_steps, initial=self.global_step, desc=self.progress_name,
+                                      unit="step", dynamic_ncols=True))
             steps_per_epoch = max(len(self.train_loader), 1)
             while self.global_step < self.total_steps:  # the sampler moves on to the next epoch by itself
                 for batch in self.train_loader:
                     self.global_step += 1
                     self.epoch = (self.global_step - 1) // steps_per_epoch
-                    metrics = self.train_step(batch)
+                    TRACKER.set_step(self.global_step)
+                    with phase("step"):
+                        metrics = self.train_step(batch)
                     metrics["training/global_step"] = self.global_step
                     metrics["training/epoch"] = self.epoch
                     is_last = self.global_step >= self.total_steps
                     if self.val_batches and ((t.test_freq > 0 and self.global_step % t.test_freq == 0) or is_last):
-                        with timed("testing", metrics):
+                        with timed("testing", metrics), phase("validate"):
                             metrics.update(self.validate())
                     if t.save_freq > 0 and (self.global_step % t.save_freq == 0 or is_last):
-                        with timed("save_checkpoint", metrics):
+                        with timed("save_checkpoint", metrics), phase("save"):
                             self.save_checkpoint(metrics)
                     self.tracker.log(metrics, step=self.global_step)
                     bar.update(1)
                     last = metrics
+                    guard.after_step(self, metrics, is_last)  # a SIGTERM / Ctrl-C: save and stop here
                     if is_last:
                         break
             bar.close()
@@ -177,3 +186,4 @@ class StepLoop(ABC):
                 self.groups.shutdown()
             if self.tracker is not None:
                 self.tracker.finish()
+            guard.close()

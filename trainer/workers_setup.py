@@ -70,8 +70,9 @@ class WorkerGroups:
         try:
             if self.reward is not None and hasattr(self.reward, "close_pool"):
                 self.reward.close_pool()
-        except Exception:  # noqa: BLE001 - shutting down anyway
-            logger.exception("closing the reward pool failed")
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway (the worker may be dead already): one line
+            logger.warning("closing the reward pool failed: %s: %s", type(exc).__name__,
+                           (str(exc).strip().splitlines() or [""])[0])
         for fn in reversed(self._cleanups):
             try:
                 fn()
@@ -134,13 +135,16 @@ def _start_ray_groups(worker: PolicyWorkerSpec, ray_init: RayInitSpec, groups: W
     import ray  # noqa: PLC0415
 
     from relift.single_controller import RayResourcePool, RayWorkerGroup, init_ray  # noqa: PLC0415
+    from relift.single_controller.ray_init import check_topology  # noqa: PLC0415
 
     info = init_ray(address=ray_init.address, num_cpus=ray_init.num_cpus, include_dashboard=ray_init.include_dashboard)
     if info.get("mode") == "started":
         groups._cleanups.append(ray.shutdown)
     world = worker.world
-    pool = RayResourcePool([world.n_gpus_per_node] * world.nnodes, use_gpu=run_device(world) == "cuda",
-                           name_prefix="relift_actor")
+    use_gpu = run_device(world) == "cuda"
+    # trainer.nnodes x n_gpus_per_node against the alive nodes: a mismatch stops here (exit 2)
+    check_topology(world.nnodes, world.n_gpus_per_node, use_gpu=use_gpu)
+    pool = RayResourcePool([world.n_gpus_per_node] * world.nnodes, use_gpu=use_gpu, name_prefix="relift_actor")
     groups._cleanups.append(lambda: pool.shutdown())
     actor = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), worker, role))
     groups.actor = actor

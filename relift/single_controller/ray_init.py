@@ -5,20 +5,38 @@ cluster started on this machine with ``ray start`` (recorded in ``<ray temp dir>
 with none of these a local Ray instance is started for this driver. Token authentication is left
 as Ray sets it (on by default for new clusters); the dashboard, when started, listens on 127.0.0.1
 unless ``dashboard_host`` says otherwise.
+
+A local instance started here binds to the loopback interface only (GCS, raylet, object manager,
+worker and agent ports all on 127.0.0.1; ``loopback=False`` restores Ray's default of the machine's
+address). Ray turns ``_node_ip_address="127.0.0.1"`` into the machine's address unless it runs in its
+single-machine mode, the one it uses on macOS and Windows
+(``ray._private.services.get_node_ip_address``: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` / the
+``ENABLE_RAY_CLUSTER`` constant); that mode is switched on for the start of a local instance.
+No other machine can then join it, which is the point: a multi-node cluster is started with
+``ray start`` and joined (docs/multinode.md).
+
+:func:`check_topology` compares ``trainer.nnodes`` x ``trainer.n_gpus_per_node`` with the alive
+nodes of the cluster, so a run never silently packs two "nodes" onto one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import ray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["init_ray", "default_worker_env", "find_existing_cluster"]
+__all__ = ["init_ray", "default_worker_env", "find_existing_cluster", "check_topology", "TopologyError"]
+
+
+class TopologyError(RuntimeError):
+    """The cluster cannot hold the run as asked (fewer nodes, or fewer devices per node)."""
 
 
 def default_worker_env() -> dict[str, str]:
@@ -64,7 +82,8 @@ def find_existing_cluster() -> tuple[str | None, str]:
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
              object_store_memory: int | None = None, include_dashboard: bool = False,
              dashboard_host: str = "127.0.0.1", env_vars: dict[str, str] | None = None,
-             namespace: str | None = None, log_to_driver: bool = True, **ray_init_kwargs: Any) -> dict[str, Any]:
+             namespace: str | None = None, log_to_driver: bool = True, loopback: bool = True,
+             **ray_init_kwargs: Any) -> dict[str, Any]:
     """Connect this driver to Ray; returns ``{"mode": "joined"|"started"|"already", "address", "nodes", "resources"}``.
 
     ``address="local"`` always starts a fresh local instance. ``num_cpus``/``num_gpus``/
@@ -99,8 +118,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
         mode = "joined"
     else:
         logger.info("starting a local Ray instance (%s)", source if address is None else "address='local'")
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-                 include_dashboard=include_dashboard, dashboard_host=dashboard_host, **kwargs)
+        if loopback:
+            kwargs.setdefault("_node_ip_address", "127.0.0.1")
+        with _single_machine_mode(loopback):
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+                     include_dashboard=include_dashboard, dashboard_host=dashboard_host, **kwargs)
         mode = "started"
     nodes = [n for n in ray.nodes() if n["Alive"]]
     resources = ray.cluster_resources()
@@ -114,3 +136,47 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
                 resources.get("GPU", 0), auth)
     return {"mode": mode, "address": ray.get_runtime_context().gcs_address, "nodes": len(nodes),
             "resources": resources, "token_auth": auth}
+
+
+@contextlib.contextmanager
+def _single_machine_mode(on: bool) -> Iterator[None]:
+    """Ray's single-machine mode while a local instance starts, so that it keeps 127.0.0.1."""
+    constants = None
+    if on:
+        try:
+            from ray._private import ray_constants as constants  # noqa: PLC0415
+        except ImportError:  # private module moved: the instance binds as Ray decides
+            logger.warning("could not switch Ray to loopback-only; the local instance binds as Ray decides")
+    old = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = old
+
+
+def _node_summary(node: dict[str, Any]) -> str:
+    res = node.get("Resources") or {}
+    return f"{node.get('NodeManagerAddress', '?')} (CPU {res.get('CPU', 0):g}, GPU {res.get('GPU', 0):g})"
+
+
+def check_topology(nnodes: int, per_node: int, *, use_gpu: bool, cpus_per_worker: float = 1.0,
+                   nodes: list[dict[str, Any]] | None = None) -> None:
+    """Raise :class:`TopologyError` unless ``nnodes`` alive nodes each hold ``per_node`` workers.
+
+    A worker needs one GPU (``use_gpu``) or ``cpus_per_worker`` CPUs. ``nodes`` defaults to
+    ``ray.nodes()``; the error names what was asked and every alive node with its resources.
+    """
+    nodes = [n for n in (ray.nodes() if nodes is None else nodes) if n.get("Alive")]
+    key, need = ("GPU", float(per_node)) if use_gpu else ("CPU", float(per_node) * cpus_per_worker)
+    fitting = [n for n in nodes if float((n.get("Resources") or {}).get(key, 0)) >= need]
+    if len(fitting) >= nnodes:
+        return
+    unit = "GPU(s)" if use_gpu else "CPU(s)"
+    raise TopologyError(
+        f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={per_node} asks for {nnodes} node(s) with "
+        f"{need:g} {unit} each, but the Ray cluster has {len(nodes)} alive node(s), {len(fitting)} with that "
+        f"many: {'; '.join(_node_summary(n) for n in nodes) or 'none'}. Set trainer.nnodes / "
+        "trainer.n_gpus_per_node to what the cluster has, or add nodes (ray start --address=...)")

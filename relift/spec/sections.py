@@ -296,3 +296,4 @@ class TrainerSpec:
     balance_batch: bool
     export_hf: bool
     dry_run: bool
+    hang_timeout_s: float    # watchdog: no phase transition for this long stops the run; 0 = off

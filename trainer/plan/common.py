@@ -155,6 +155,7 @@ def check_trainer(c: ConfigChecker, ckpt_keep_key: str, *, online: bool) -> Trai
         max_ckpt_to_keep=c.int(ckpt_keep_key, min_value=1, allow_none=True), seed=c.int("trainer.seed", min_value=0),
         balance_batch=c.bool("trainer.balance_batch") if online else False,
         export_hf=c.bool("trainer.export_hf") if not online else False, dry_run=c.bool("trainer.dry_run"),
+        hang_timeout_s=c.float("trainer.hang_timeout_s", min_value=0.0),
     )
 
 
