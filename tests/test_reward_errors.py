@@ -160,8 +160,8 @@ def test_a_scorer_that_always_raises_stops_the_run_non_zero(ws, tmp_path):
         timeout=600,
     )
     output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-3000:]
-    assert "RewardFailureError" in output, output[-3000:]
+    assert proc.returncode == 4, output[-3000:]  # trainer.entry.EXIT_REWARDS_FAILED
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]  # one message, not a traceback
     assert "for 2 steps in a row" in output
     # the first failure: step 1, first row of the batch (uid 1-0), its data index and data_source
     assert "First failure: step 1, batch row 0 (data index " in output

@@ -4,7 +4,8 @@
 build and the trainer they hand it to. A config that cannot run is reported before any worker
 starts, one line per problem on stderr, with exit status :data:`EXIT_BAD_CONFIG` (every entry point
 uses it). A run stopped by SIGTERM, Ctrl-C or the hang watchdog ends with one line and the exit
-status of :mod:`trainer.interrupts` (75 saved and resumable, 130 stopped at once, 3 hung).
+status of :mod:`trainer.interrupts` (75 saved and resumable, 130 stopped at once, 3 hung); rewards
+that keep failing stop with :data:`EXIT_REWARDS_FAILED` (4).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from omegaconf import DictConfig
 
 from trainer.plan import CONFIG_DIR, PlanError, count_parquet_rows, render_spec
 
-__all__ = ["EXIT_BAD_CONFIG", "plan_then_run", "exit_status", "hydra_entry"]
+__all__ = ["EXIT_BAD_CONFIG", "EXIT_REWARDS_FAILED", "plan_then_run", "exit_status", "hydra_entry"]
 
 EXIT_BAD_CONFIG = 2
+EXIT_REWARDS_FAILED = 4  # reward.max_error_fraction exceeded for reward.max_error_steps steps in a row
 
 Spec = TypeVar("Spec")
 
@@ -42,6 +44,7 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         rc = print_preview(spec, EXIT_BAD_CONFIG)
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
         return rc
+    from relift.rewards.guard import RewardFailureError  # noqa: PLC0415
     from relift.single_controller.ray_init import TopologyError  # noqa: PLC0415
     from trainer.interrupts import report_stop, stop_behind  # noqa: PLC0415
 
@@ -50,6 +53,9 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
     except TopologyError as e:  # the cluster does not match trainer.nnodes x n_gpus_per_node
         print(f"[relift] {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
+    except RewardFailureError as e:  # the scorer fails: its first error and row, no traceback
+        print(f"[relift] {e}", file=sys.stderr, flush=True)
+        return EXIT_REWARDS_FAILED
     except BaseException as e:  # SIGTERM / Ctrl-C / the hang watchdog: one line, its own exit status
         stop = stop_behind(e)
         if stop is None:
