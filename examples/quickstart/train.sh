@@ -46,7 +46,8 @@ RL_TEST_FREQ="${RL_TEST_FREQ:-25}"
 VAL_N="${VAL_N:-4}"
 VAL_TEMPERATURE="${VAL_TEMPERATURE:-1.0}"
 # two cores: one torch thread per process keeps the reward processes and the trainer from fighting.
-# RELIFT_CPU_THREADS pins the trainer's own torch threads (otherwise its share of the cores minus one):
+# RELIFT_CPU_THREADS pins the trainer's own torch threads (otherwise chosen from the node's cores, which differ
+# from machine to machine: docs/performance.md):
 # the thread count changes floating-point summation order, so a fixed count is what makes the numbers
 # repeatable and the same on machines with more cores (docs/quickstart.md, repeatable runs).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
