@@ -41,7 +41,13 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         rc = print_preview(spec, EXIT_BAD_CONFIG)
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
         return rc
-    train(spec)
+    from trainer.run_errors import RunStopped  # noqa: PLC0415
+
+    try:
+        train(spec)
+    except RunStopped as e:  # run lock held, checkpoint of another run, failed save: one message, no traceback
+        print(f"[relift] {e}", file=sys.stderr, flush=True)
+        return e.exit_code
     return 0
 
 

@@ -19,7 +19,9 @@ from relift.protocol import DataProto
 from relift.spec import save_spec_json, spec_to_dict
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
+from trainer.resume_check import already_complete_message
 from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
+from trainer.run_lock import RunLock
 
 __all__ = ["StepLoop"]
 
@@ -110,15 +112,16 @@ class StepLoop(ABC):
         """Atomic save of the policy workers and the driver state for ``self.global_step``."""
         return save_run_checkpoint(self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader,
                                    step_metrics, max_to_keep=self.spec.trainer.max_ckpt_to_keep,
-                                   extra=self._driver_extra())
+                                   extra=self._driver_extra(), spec=spec_to_dict(self.spec))
 
     def load_checkpoint(self) -> bool:
         """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
         t = self.spec.trainer
         state = load_run_checkpoint(t.resume_mode, self.local_dir, t.resume_from_path, self.actor_wg,
-                                    self.train_loader, self.tracker)
+                                    self.train_loader, self.tracker, spec=spec_to_dict(self.spec), force=t.resume_force)
         if state is None:
             return False
+        self.resumed_from = state.get("checkpoint_dir")
         self.global_step = state["global_step"]
         self.epoch = int(state.get("epoch", 0))
         self._restore_extra(state)
@@ -126,6 +129,15 @@ class StepLoop(ABC):
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
+        """:meth:`_fit` holding the output directory's run lock (one run per directory)."""
+        lock = RunLock(self.local_dir).acquire() if self.local_dir else None
+        try:
+            return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         """Set up, (resume,) train to the last step; returns the last step's metrics."""
         from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -143,7 +155,8 @@ class StepLoop(ABC):
             if early is not None:
                 return early
             if self.global_step >= self.total_steps:
-                logger.info("already at step %d of %d: nothing to train", self.global_step, self.total_steps)
+                logger.warning(already_complete_message(getattr(self, "resumed_from", None), self.global_step,
+                                                        self.total_steps))
                 return last
             t = self.spec.trainer
             bar = tqdm(total=self.total_steps, initial=self.global_step, desc=self.progress_name, unit="step",
