@@ -52,6 +52,9 @@ SAFE_ON_RESUME: tuple[str, ...] = (
     "batch.sequences_per_forward",
 )
 
+# counted from the data when the plan can read it (None for remote files): unknown on one side is no change
+_NONE_IS_UNKNOWN = ("batch.dataset_rows", "batch.steps_per_epoch")
+
 _MISSING = object()
 
 
@@ -81,7 +84,8 @@ def spec_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[list[tuple
         if old == now:
             continue
         row = (key, old, now)
-        if old is _MISSING or now is _MISSING or _safe(key):
+        unknown = key in _NONE_IS_UNKNOWN and (old is None or now is None)
+        if old is _MISSING or now is _MISSING or unknown or _safe(key):
             safe.append(row)
         else:
             unsafe.append(row)

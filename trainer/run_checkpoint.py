@@ -34,7 +34,7 @@ from relift.spec import SPEC_FILE
 from relift.utils import checkpoint as ckpt
 from relift.utils.tracking import Tracking
 from trainer.resume_check import check_resume
-from trainer.run_errors import SaveFailed
+from trainer.run_errors import RunRefused, SaveFailed
 
 __all__ = ["resolve_resume_dir", "save_run_checkpoint", "load_run_checkpoint", "relog_missing_step",
            "check_free_space"]
@@ -156,8 +156,15 @@ def load_run_checkpoint(mode: str, root: str | Path, resume_path: str | None, ac
     saved_spec = json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else None
     check_resume(path, saved_spec, spec, force=force)
     logger.info("resuming from %s (step %d)", path, step)
-    actor_wg.load_checkpoint(str(path / "actor"))
-    state = ckpt.load_driver_state(path)
+    try:
+        actor_wg.load_checkpoint(str(path / "actor"))
+        state = ckpt.load_driver_state(path)
+    except Exception as err:
+        refused = _unsafe_file_message(err)
+        if refused is None:
+            raise
+        raise RunRefused(f"{refused}. To start afresh instead: trainer.resume_mode=disable or another "
+                         f"trainer.default_local_dir.") from err
     state["checkpoint_dir"] = str(path)
     state["global_step"] = int(state.get("global_step", step))
     if state.get("dataloader") is not None:
@@ -167,6 +174,20 @@ def load_run_checkpoint(mode: str, root: str | Path, resume_path: str | None, ac
     tracker.truncate_after(state["global_step"])
     relog_missing_step(tracker, state["global_step"], state.get("metrics") or {})
     return state
+
+
+def _unsafe_file_message(err: BaseException) -> str | None:
+    """The refusal of :func:`relift.utils.checkpoint.safe_load` in ``err`` (also when a worker group wrapped it)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ckpt.UnsafeCheckpointError):
+            return str(seen)
+        text = str(seen)
+        if "refusing to load " in text:
+            start = text.index("refusing to load ")
+            return text[start:].split("\n", 1)[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def relog_missing_step(tracker: Tracking, step: int, metrics: dict[str, Any]) -> None:
