@@ -70,7 +70,8 @@ def _step_of(path: Path) -> int:
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+    """Bytes as MiB below 1 GiB, GiB above."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def check_free_space(root: str | Path) -> int:
