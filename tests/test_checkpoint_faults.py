@@ -30,7 +30,7 @@ class _Group:
     def save_checkpoint(self, path: str, global_step: int) -> None:
         folder = Path(path)
         folder.mkdir(parents=True)
-        (folder / "model.bin").write_bytes(b"\0" * (self.size // 2))   # half written, then the failure
+        (folder / "model.bin").write_bytes(b"\0" * (self.size // 2))  # half written, then the failure
         if self.fail is not None:
             raise self.fail
         (folder / "model2.bin").write_bytes(b"\0" * (self.size - self.size // 2))
@@ -64,15 +64,19 @@ def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
     assert "global_step_1" in msg
     _assert_previous_intact(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: _Usage(10 * MIB, 0, need))
-    assert check_free_space(tmp_path) == need          # exactly enough is enough
-    assert check_free_space(tmp_path / "fresh") == 0   # nothing saved yet: nothing to compare against
+    assert check_free_space(tmp_path) == need  # exactly enough is enough
+    assert check_free_space(tmp_path / "fresh") == 0  # nothing saved yet: nothing to compare against
 
 
-@pytest.mark.parametrize("fail", [
-    OSError(errno.ENOSPC, "No space left on device"),
-    # what torch.save reports on a full disk: the errno only in the text
-    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0: No space left on device"),
-], ids=["oserror", "torch-runtimeerror"])
+@pytest.mark.parametrize(
+    "fail",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        # what torch.save reports on a full disk: the errno only in the text
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0: No space left on device"),
+    ],
+    ids=["oserror", "torch-runtimeerror"],
+)
 def test_disk_full_during_the_save_removes_the_partial_save(tmp_path, fail):
     _save(tmp_path, 1, _Group())
     with pytest.raises(SaveFailed) as err:
@@ -88,7 +92,7 @@ def test_unwritable_output_and_other_errors(tmp_path):
     with pytest.raises(SaveFailed, match="PermissionError"):
         _save(tmp_path, 2, _Group(fail=PermissionError(errno.EACCES, "Permission denied")))
     _assert_previous_intact(tmp_path)
-    with pytest.raises(ValueError, match="a bug"):       # not a disk problem: raised as it is, still cleaned
+    with pytest.raises(ValueError, match="a bug"):  # not a disk problem: raised as it is, still cleaned
         _save(tmp_path, 2, _Group(fail=ValueError("a bug")))
     _assert_previous_intact(tmp_path)
 
@@ -107,8 +111,14 @@ def test_checkpoint_files_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
         os.umask(old)
     paths = list(tmp_path.rglob("*"))
     files = [p for p in paths if p.is_file()]
-    assert {p.name for p in files} >= {"model.bin", "extra.pt", "driver_state.pt", "run_spec.json",
-                                       "latest_checkpointed_iteration.txt", "run.lock"}
+    assert {p.name for p in files} >= {
+        "model.bin",
+        "extra.pt",
+        "driver_state.pt",
+        "run_spec.json",
+        "latest_checkpointed_iteration.txt",
+        "run.lock",
+    }
     for p in files:
         assert stat.S_IMODE(p.stat().st_mode) == file_mode, (p, oct(p.stat().st_mode))
     for p in [p for p in paths if p.is_dir()]:
@@ -133,4 +143,4 @@ def test_a_run_stops_cleanly_when_the_disk_is_full_at_its_second_save(tmp_path, 
     with pytest.raises(SaveFailed, match="not enough disk space"):
         train(ws, out, **{"trainer.total_training_steps": 3, "trainer.save_freq": 1})
     _assert_previous_intact(out)
-    assert (out / "run.lock").read_text() == ""        # the lock was released on the way out
+    assert (out / "run.lock").read_text() == ""  # the lock was released on the way out

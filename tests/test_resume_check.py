@@ -18,12 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _spec(**over: object) -> dict:
-    spec = {"__spec__": "RLRunSpec",
-            "model": {"path": "/m/a"}, "data": {"train_files": ["/d/train.parquet"], "train_batch_size": 4},
-            "actor": {"optim": {"lr": 1e-3}, "train_micro": {"micro_batch_size_per_gpu": 8}},
-            "algorithm": {"adv_estimator": "grpo"},
-            "trainer": {"total_training_steps": 5, "save_freq": 1, "logger": ["jsonl"]},
-            "batch": {"dataset_rows": 64, "sequences_per_step": 16}}
+    spec = {
+        "__spec__": "RLRunSpec",
+        "model": {"path": "/m/a"},
+        "data": {"train_files": ["/d/train.parquet"], "train_batch_size": 4},
+        "actor": {"optim": {"lr": 1e-3}, "train_micro": {"micro_batch_size_per_gpu": 8}},
+        "algorithm": {"adv_estimator": "grpo"},
+        "trainer": {"total_training_steps": 5, "save_freq": 1, "logger": ["jsonl"]},
+        "batch": {"dataset_rows": 64, "sequences_per_step": 16},
+    }
     flat = flatten(spec)
     flat.update(over)
     out: dict = {}
@@ -38,19 +41,37 @@ def _spec(**over: object) -> dict:
 
 def test_flatten_and_classify():
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}}) == {"a.b": 1, "a.c.d": [1, 2]}
-    safe, unsafe = spec_changes(_spec(), _spec(**{"actor.optim.lr": 5e-4, "trainer.total_training_steps": 9,
-                                                  "actor.train_micro.micro_batch_size_per_gpu": 2,
-                                                  "model.path": "/m/b", "data.train_batch_size": 8,
-                                                  "algorithm.adv_estimator": "rloo"}))
-    assert [k for k, _, _ in safe] == ["actor.optim.lr", "actor.train_micro.micro_batch_size_per_gpu",
-                                       "trainer.total_training_steps"]
-    assert [(k, o, n) for k, o, n in unsafe] == [("algorithm.adv_estimator", "grpo", "rloo"),
-                                                 ("data.train_batch_size", 4, 8), ("model.path", "/m/a", "/m/b")]
+    safe, unsafe = spec_changes(
+        _spec(),
+        _spec(
+            **{
+                "actor.optim.lr": 5e-4,
+                "trainer.total_training_steps": 9,
+                "actor.train_micro.micro_batch_size_per_gpu": 2,
+                "model.path": "/m/b",
+                "data.train_batch_size": 8,
+                "algorithm.adv_estimator": "rloo",
+            }
+        ),
+    )
+    assert [k for k, _, _ in safe] == [
+        "actor.optim.lr",
+        "actor.train_micro.micro_batch_size_per_gpu",
+        "trainer.total_training_steps",
+    ]
+    assert [(k, o, n) for k, o, n in unsafe] == [
+        ("algorithm.adv_estimator", "grpo", "rloo"),
+        ("data.train_batch_size", 4, 8),
+        ("model.path", "/m/a", "/m/b"),
+    ]
     # a setting only one side has (another relift version) and an uncounted dataset are not refusals
     new = _spec(**{"batch.dataset_rows": None, "trainer.hang_timeout_s": 600, "reward.new_knob": 1})
     safe, unsafe = spec_changes(_spec(), new)
-    assert unsafe == [] and {k for k, _, _ in safe} == {"batch.dataset_rows", "trainer.hang_timeout_s",
-                                                        "reward.new_knob"}
+    assert unsafe == [] and {k for k, _, _ in safe} == {
+        "batch.dataset_rows",
+        "trainer.hang_timeout_s",
+        "reward.new_knob",
+    }
 
 
 def test_check_resume_refuses_with_both_values_and_the_ways_forward(caplog):
@@ -77,8 +98,14 @@ def test_already_complete_message_names_the_step():
 def _main_rl(ws: Path, out: Path, **extra: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "RELIFT_CPU_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "trainer.main_rl", *overrides(ws, out, **extra)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=280)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.main_rl", *overrides(ws, out, **extra)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
 
 
 @pytest.mark.timeout(900)
@@ -93,13 +120,22 @@ def test_main_rl_resume_refuses_other_runs_applies_lr_and_says_when_complete(tmp
     # another run in the same directory (other batch size, other model path): refused, nothing written
     other_model = tmp_path / "ws2"
     make_workspace(other_model, n_train=64)
-    before = (out / "metrics.jsonl").read_text()
-    res = _main_rl(ws, out, **{**base, "trainer.total_training_steps": 3, "data.train_batch_size": 8,
-                               "actor_rollout_ref.model.path": other_model / "model"})
+    before, spec_before = (out / "metrics.jsonl").read_text(), (out / "run_spec.json").read_text()
+    res = _main_rl(
+        ws,
+        out,
+        **{
+            **base,
+            "trainer.total_training_steps": 3,
+            "data.train_batch_size": 8,
+            "actor_rollout_ref.model.path": other_model / "model",
+        },
+    )
     assert res.returncode == 2, res.stderr[-3000:]
     assert "data.train_batch_size: checkpoint 4  ->  now 8" in res.stderr
     assert "model.path" in res.stderr and "Traceback" not in res.stderr
     assert (out / "metrics.jsonl").read_text() == before and not (out / "global_step_3").exists()
+    assert (out / "run_spec.json").read_text() == spec_before  # refused before writing anything
 
     # the same run with a new lr and one more step: listed, and the new lr is the one used
     res = _main_rl(ws, out, **{**base, "trainer.total_training_steps": 3, "actor_rollout_ref.actor.optim.lr": 5e-4})

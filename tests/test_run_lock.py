@@ -41,7 +41,7 @@ def test_second_lock_in_another_process_is_refused_naming_the_holder(tmp_path):
             RunLock(tmp_path).acquire()
         msg = str(err.value)
         assert f"pid {proc.pid}" in msg and socket.gethostname() in msg and str(tmp_path) in msg
-        assert "trainer.default_local_dir" in msg          # what to do
+        assert "trainer.default_local_dir" in msg  # what to do
         assert err.value.exit_code == 2
     finally:
         proc.kill()
@@ -52,7 +52,7 @@ def test_kill_9_releases_the_lock_and_the_stale_record_is_taken_over(tmp_path, c
     proc = _holder(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert read_holder(tmp_path / LOCK_FILE)["pid"] == proc.pid     # the dead holder's record is still there
+    assert read_holder(tmp_path / LOCK_FILE)["pid"] == proc.pid  # the dead holder's record is still there
     lock = RunLock(tmp_path)
     with caplog.at_level("WARNING"):
         lock.acquire()
@@ -93,7 +93,7 @@ def test_without_flock_a_live_pid_on_this_host_refuses_and_a_dead_one_is_taken_o
     finally:
         sleeper.kill()
         sleeper.wait()
-    lock = RunLock(tmp_path).acquire()           # the pid is gone now
+    lock = RunLock(tmp_path).acquire()  # the pid is gone now
     assert lock.took_over["pid"] == sleeper.pid
     lock.release()
     other = {"host": "some-other-node", "pid": 1, "started": "x", "command": "train"}
@@ -112,12 +112,18 @@ def test_main_rl_refuses_a_locked_directory_with_exit_2(tmp_path):
     try:
         env = {**os.environ, "RELIFT_CPU_THREADS": "1"}
         env.pop("RAY_ADDRESS", None)
-        res = subprocess.run([sys.executable, "-m", "trainer.main_rl", *overrides(ws, out)], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=240)
+        res = subprocess.run(
+            [sys.executable, "-m", "trainer.main_rl", *overrides(ws, out)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
         assert f"pid {proc.pid}" in res.stderr and "in use by another run" in res.stderr
         assert "Traceback" not in res.stderr
-        assert not (out / "metrics.jsonl").exists()   # it wrote nothing into the other run's folder
+        assert not (out / "metrics.jsonl").exists()  # it wrote nothing into the other run's folder
     finally:
         proc.kill()
         proc.wait()

@@ -54,7 +54,7 @@ def _copy_step(out: Path, dest: Path) -> Path:
 
 
 def _doctor(path: Path, marker: Path) -> None:
-    obj = ck.safe_load(path)   # the genuine file loads safely
+    obj = ck.safe_load(path)  # the genuine file loads safely
     obj["payload"] = _RunsCode(f"touch {marker}")
     torch.save(obj, path)
 
@@ -65,8 +65,15 @@ def _train_state(ws: Path, lr: float, schedule: str = "constant", total: int = 2
     model = AutoModelForCausalLM.from_pretrained(ws / "model")
     opt = build_optimizer(model.parameters(), lr=lr)
     sched = build_lr_scheduler(opt, total_steps=total, schedule=schedule)
-    return TrainState(module=model, optimizer=opt, lr_scheduler=sched, sft_optimizer=None,
-                      tokenizer=AutoTokenizer.from_pretrained(ws / "model"), rank=0, world_size=1)
+    return TrainState(
+        module=model,
+        optimizer=opt,
+        lr_scheduler=sched,
+        sft_optimizer=None,
+        tokenizer=AutoTokenizer.from_pretrained(ws / "model"),
+        rank=0,
+        world_size=1,
+    )
 
 
 def test_the_doctored_file_would_run_code_when_loaded_unsafely(run, tmp_path):
@@ -121,8 +128,11 @@ def test_doctored_dataproto_file_is_refused(tmp_path):
 
 
 def test_dataproto_round_trip_keeps_bf16_numeric_columns_and_nested_rows(tmp_path):
-    d = DataProto.from_dict({"h": torch.tensor([[1.5, -2.0], [0.25, 3.0]], dtype=torch.bfloat16)},
-                            {"gt": [{"a": [1, 2]}, {"a": []}]}, {"n": 2})
+    d = DataProto.from_dict(
+        {"h": torch.tensor([[1.5, -2.0], [0.25, 3.0]], dtype=torch.bfloat16)},
+        {"gt": [{"a": [1, 2]}, {"a": []}]},
+        {"n": 2},
+    )
     d.non_tensor_batch["score"] = np.array([0.5, 1.0])
     d.save_to_disk(tmp_path / "b")
     back = DataProto.load_from_disk(tmp_path / "b")
@@ -145,9 +155,9 @@ def test_resume_uses_this_runs_lr_and_schedule_with_the_saved_moments(run):
     state = _train_state(ws, lr=0.25, schedule="linear", total=10)
     load_train_state(state, step / "actor", CONTENTS, optimizer_offload=False)
     group = state.optimizer.param_groups[0]
-    assert group["lr"] == pytest.approx(0.25 * (1 - 2 / 10))       # new lr, new schedule, saved position
+    assert group["lr"] == pytest.approx(0.25 * (1 - 2 / 10))  # new lr, new schedule, saved position
     assert state.lr_scheduler.last_epoch == 2 and state.lr_scheduler.get_last_lr()[0] == group["lr"]
-    state.optimizer.step()                                          # (zero grads: only the schedule moves)
+    state.optimizer.step()  # (zero grads: only the schedule moves)
     state.lr_scheduler.step()
     assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.25 * (1 - 3 / 10))
     moments = next(iter(state.optimizer.state.values()))
@@ -165,10 +175,19 @@ def test_main_rl_refuses_a_doctored_checkpoint_with_one_message(run, tmp_path):
     _doctor(step / ck.DRIVER_STATE_FILE, marker)
     env = {**os.environ, "RELIFT_CPU_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
-    res = subprocess.run([sys.executable, "-m", "trainer.main_rl",
-                          *overrides(ws, tmp_path / "c", **{"trainer.total_training_steps": 3,
-                                                           "trainer.save_freq": 1})],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.main_rl",
+            *overrides(ws, tmp_path / "c", **{"trainer.total_training_steps": 3, "trainer.save_freq": 1}),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
     assert f"refusing to load {step / ck.DRIVER_STATE_FILE}" in res.stderr and "Traceback" not in res.stderr
     assert not marker.exists()

@@ -37,7 +37,7 @@ from trainer.resume_check import check_resume
 from trainer.run_errors import RunRefused, SaveFailed
 
 __all__ = ["resolve_resume_dir", "save_run_checkpoint", "load_run_checkpoint", "relog_missing_step",
-           "check_free_space"]
+           "check_free_space", "preflight_resume"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +143,9 @@ def save_run_checkpoint(root: str | Path, global_step: int, epoch: int, actor_wg
 def load_run_checkpoint(mode: str, root: str | Path, resume_path: str | None, actor_wg: Any, train_loader: Any,
                         tracker: Tracking, spec: dict[str, Any] | None = None,
                         force: bool = False) -> dict[str, Any] | None:
-    """Resume per ``mode``: check the checkpoint's run spec against ``spec`` (:func:`check_resume`), then
-    restore the actor group, the loader, the RNG and the metrics log.
+    """Resume per ``mode``: check the checkpoint's run spec against ``spec`` when given (:func:`check_resume`;
+    the trainers do it earlier with :func:`preflight_resume`), then restore the actor group, the loader,
+    the RNG and the metrics log.
 
     Returns the driver state (``global_step`` always set, ``checkpoint_dir`` the folder) or None when
     starting fresh. Raises :class:`trainer.run_errors.RunRefused` for a checkpoint of another run.
@@ -154,8 +155,8 @@ def load_run_checkpoint(mode: str, root: str | Path, resume_path: str | None, ac
         logger.info("starting from scratch (resume_mode=%s, no checkpoint used)", mode)
         return None
     step = _step_of(path)
-    saved_spec = json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else None
-    check_resume(path, saved_spec, spec, force=force)
+    if spec is not None:
+        check_resume(path, _saved_spec(path), spec, force=force)
     logger.info("resuming from %s (step %d)", path, step)
     try:
         actor_wg.load_checkpoint(str(path / "actor"))
@@ -175,6 +176,20 @@ def load_run_checkpoint(mode: str, root: str | Path, resume_path: str | None, ac
     tracker.truncate_after(state["global_step"])
     relog_missing_step(tracker, state["global_step"], state.get("metrics") or {})
     return state
+
+
+def _saved_spec(path: Path) -> dict[str, Any] | None:
+    return json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else None
+
+
+def preflight_resume(mode: str, root: str | Path, resume_path: str | None, spec: dict[str, Any], *,
+                     force: bool) -> Path | None:
+    """Before anything is written or loaded: the checkpoint a resume would use, checked against ``spec``
+    (:func:`trainer.resume_check.check_resume` raises :class:`RunRefused` for another run's checkpoint)."""
+    path = resolve_resume_dir(mode, root, resume_path)
+    if path is not None:
+        check_resume(path, _saved_spec(path), spec, force=force)
+    return path
 
 
 def _unsafe_file_message(err: BaseException) -> str | None:

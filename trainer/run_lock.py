@@ -51,8 +51,9 @@ def read_holder(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _describe(rec: dict[str, Any]) -> str:
-    return (f"pid {rec.get('pid')} on host {rec.get('host')}, started {rec.get('started')}, "
-            f"command: {rec.get('command')}")
+    return (
+        f"pid {rec.get('pid')} on host {rec.get('host')}, started {rec.get('started')}, command: {rec.get('command')}"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -72,18 +73,23 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self._fd: int | None = None
-        self.took_over: dict[str, Any] | None = None   # the dead holder's record, when there was one
+        self.took_over: dict[str, Any] | None = None  # the dead holder's record, when there was one
 
     def _record(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": " ".join(sys.argv),
+        }
 
     def _refuse(self, rec: dict[str, Any] | None, why: str) -> RunRefused:
         holder = _describe(rec) if rec else "a process that left no record"
         return RunRefused(
             f"{self.folder} is in use by another run ({holder}); {why}. Two runs in one directory "
             f"overwrite each other's metrics and checkpoints. Wait for that run to end, stop it, or give this "
-            f"run its own directory (trainer.default_local_dir=... or another trainer.experiment_name).")
+            f"run its own directory (trainer.default_local_dir=... or another trainer.experiment_name)."
+        )
 
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`RunRefused` at once (never waits)."""
@@ -98,20 +104,27 @@ class RunLock:
                     raise self._refuse(read_holder(self.path), "it holds the lock") from None
                 if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
                     raise
-                flock_ok = False   # no flock on this file system: the record decides
-                logger.warning("%s: the file system does not support flock (%s); using the pid record only",
-                               self.path, err.strerror)
+                flock_ok = False  # no flock on this file system: the record decides
+                logger.warning(
+                    "%s: the file system does not support flock (%s); using the pid record only",
+                    self.path,
+                    err.strerror,
+                )
             old = read_holder(self.path)
             if old is not None and not (old.get("host") == socket.gethostname() and old.get("pid") == os.getpid()):
                 if not flock_ok:
                     if old.get("host") != socket.gethostname():
-                        raise self._refuse(old, f"it runs on another host, which cannot be checked from here; "
-                                                f"delete {self.path} once you know it has ended")
+                        raise self._refuse(
+                            old,
+                            f"it runs on another host, which cannot be checked from here; "
+                            f"delete {self.path} once you know it has ended",
+                        )
                     if _pid_alive(int(old["pid"])):
                         raise self._refuse(old, "that process is still running")
                 self.took_over = old
-                logger.warning("taking over the stale run lock %s: its holder (%s) is no longer running",
-                               self.path, _describe(old))
+                logger.warning(
+                    "taking over the stale run lock %s: its holder (%s) is no longer running", self.path, _describe(old)
+                )
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(self._record()) + "\n").encode(), 0)
             os.fsync(fd)

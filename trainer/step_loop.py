@@ -20,7 +20,7 @@ from relift.spec import save_spec_json, spec_to_dict
 from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
 from trainer.resume_check import already_complete_message
-from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
+from trainer.run_checkpoint import load_run_checkpoint, preflight_resume, save_run_checkpoint
 from trainer.run_lock import RunLock
 
 __all__ = ["StepLoop"]
@@ -118,7 +118,7 @@ class StepLoop(ABC):
         """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
         t = self.spec.trainer
         state = load_run_checkpoint(t.resume_mode, self.local_dir, t.resume_from_path, self.actor_wg,
-                                    self.train_loader, self.tracker, spec=spec_to_dict(self.spec), force=t.resume_force)
+                                    self.train_loader, self.tracker)
         if state is None:
             return False
         self.resumed_from = state.get("checkpoint_dir")
@@ -145,6 +145,9 @@ class StepLoop(ABC):
 
         set_seed(self.seed)
         self._build_data()
+        t = self.spec.trainer  # another run's checkpoint is refused before anything is written or loaded
+        preflight_resume(t.resume_mode, self.local_dir, t.resume_from_path, spec_to_dict(self.spec),
+                         force=t.resume_force)
         save_spec_json(self.spec, self.local_dir)
         self._build_tracker()
         last: dict[str, Any] = {}

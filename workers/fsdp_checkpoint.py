@@ -131,7 +131,8 @@ def _reapply_settings(state: TrainState, fresh: dict[str, Any]) -> None:
     ``Optimizer.load_state_dict`` the saved param groups (lr included): without this, a resumed run
     trains at the old lr whatever it was asked.
     """
-    for opt, groups, rescheduled in ((state.optimizer, fresh["optim"], True), (state.sft_optimizer, fresh["sft"], False)):
+    pairs = ((state.optimizer, fresh["optim"], True), (state.sft_optimizer, fresh["sft"], False))
+    for opt, groups, rescheduled in pairs:
         if opt is None or groups is None:
             continue
         for group, settings in zip(opt.param_groups, groups):
