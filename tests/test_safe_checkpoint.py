@@ -191,3 +191,23 @@ def test_main_rl_refuses_a_doctored_checkpoint_with_one_message(run, tmp_path):
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
     assert f"refusing to load {step / ck.DRIVER_STATE_FILE}" in res.stderr and "Traceback" not in res.stderr
     assert not marker.exists()
+
+
+def test_a_refusal_wrapped_by_a_worker_group_is_still_found():
+    from trainer.run_checkpoint import _unsafe_file_message
+
+    inner = ck.UnsafeCheckpointError("refusing to load /ck/optim.pt: it holds objects other than tensors")
+    try:
+        try:
+            raise inner
+        except ck.UnsafeCheckpointError as e:
+            raise RuntimeError("worker failed") from e
+    except RuntimeError as outer:
+        assert _unsafe_file_message(outer) == str(inner)
+    # Ray re-raises the worker's exception as text inside its own error type
+    ray_like = RuntimeError(
+        "ray::Worker.load_checkpoint() (pid=7)\n  File x\nrelift.utils.checkpoint."
+        "UnsafeCheckpointError: refusing to load /ck/optim.pt: it holds objects\nmore"
+    )
+    assert _unsafe_file_message(ray_like) == "refusing to load /ck/optim.pt: it holds objects"
+    assert _unsafe_file_message(RuntimeError("shape mismatch")) is None
