@@ -13,7 +13,7 @@ turns tensors into numpy views so Ray's object store can hand them out without c
 from __future__ import annotations
 
 import copy
-import pickle
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -288,13 +288,76 @@ class DataProto:
         self.meta_info = state["meta_info"]
 
     def save_to_disk(self, path: str | Path) -> None:
-        with open(path, "wb") as f:
-            pickle.dump(self, f, protocol=5)
+        """Write to ``path`` as a numpy ``.npz`` archive: one array per tensor / numeric column, and the
+        object columns plus ``meta_info`` as JSON; loading never unpickles (no code runs from the file).
+
+        Object values must be JSON data (str, numbers, bool, None, lists, dicts; numpy scalars and
+        arrays become numbers and lists, tuples become lists); anything else is a TypeError naming the key.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        tensors = []
+        if self.batch is not None:
+            for i, (key, t) in enumerate(self.batch.items()):
+                t = t.detach().cpu().contiguous()
+                kind = "bf16" if t.dtype == torch.bfloat16 else "np"
+                arrays[f"tensor_{i}"] = t.view(torch.int16).numpy() if kind == "bf16" else t.numpy()
+                tensors.append({"key": key, "entry": f"tensor_{i}", "kind": kind})
+        columns, numeric = {}, []
+        for i, (key, arr) in enumerate(self.non_tensor_batch.items()):
+            if arr.dtype != object:
+                arrays[f"column_{i}"] = arr
+                numeric.append({"key": key, "entry": f"column_{i}"})
+            else:
+                columns[key] = [_json_ready(v, f"non_tensor_batch[{key!r}]") for v in arr.tolist()]
+        header = {"format": _DISK_FORMAT, "n": len(self), "tensors": tensors, "numeric_columns": numeric,
+                  "columns": columns, "meta_info": _json_ready(self.meta_info, "meta_info")}
+        arrays["header_json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        with open(path, "wb") as f:  # a file object: np.savez would append .npz to a path
+            np.savez(f, **arrays)
 
     @staticmethod
     def load_from_disk(path: str | Path) -> DataProto:
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        """Read what :meth:`save_to_disk` wrote (``allow_pickle=False``: object arrays are refused)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(bytes(z["header_json"]).decode())
+                if header.get("format") != _DISK_FORMAT:
+                    raise ValueError(f"{path}: not a DataProto file (format {header.get('format')!r})")
+                tensors = {}
+                for t in header["tensors"]:
+                    arr = torch.from_numpy(z[t["entry"]].copy())
+                    tensors[t["key"]] = arr.view(torch.bfloat16) if t["kind"] == "bf16" else arr
+                non_tensor = {c["key"]: z[c["entry"]].copy() for c in header["numeric_columns"]}
+        except (ValueError, KeyError, OSError) as err:
+            raise ValueError(f"cannot load a DataProto from {path}: {err}") from None
+        for key, values in header["columns"].items():
+            non_tensor[key] = _as_object_array(values, key)
+        n = int(header["n"])
+        return DataProto(TensorDict(tensors, batch_size=[n]) if tensors else None, non_tensor, header["meta_info"])
+
+
+_DISK_FORMAT = "relift-dataproto-1"
+
+
+def _json_ready(value: Any, where: str) -> Any:
+    """``value`` as JSON data (numpy scalars / arrays and tensors become numbers / lists)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return _json_ready(value.tolist(), where)
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v, where) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"DataProto.save_to_disk: {where} has a non-string dict key {k!r}")
+            out[k] = _json_ready(v, where)
+        return out
+    raise TypeError(f"DataProto.save_to_disk: {where} holds a {type(value).__name__}, which is not JSON data; "
+                    "only str, numbers, bool, None, lists and dicts can be saved")
 
 
 class DataProtoFuture:

@@ -147,7 +147,7 @@ def test_model_optimizer_scheduler_rng_round_trip_bit_exact(tmp_path):
     train(model, opt, sched, 2)  # the uninterrupted run goes on
 
     model2, opt2, sched2 = make()
-    state = torch.load(ck.latest_checkpoint(tmp_path) / "actor" / "all.pt", weights_only=False)
+    state = ck.safe_load(ck.latest_checkpoint(tmp_path) / "actor" / "all.pt")
     model2.load_state_dict(state["model"])
     opt2.load_state_dict(state["optim"])
     sched2.load_state_dict(state["sched"])
@@ -237,7 +237,7 @@ def _fsdp_rank(rank: int, world: int, port: int, folder: str) -> None:
         # a second model (other init) restored from the shards continues bit-exactly
         other = F.apply_fsdp2(make_tiny_model(tok, seed=5))
         other_opt = torch.optim.AdamW(other.parameters(), lr=1e-2)
-        saved = torch.load(path, weights_only=False)
+        saved = ck.safe_load(path)
         F.load_local_model_state(other, saved["model"])
         F.load_local_optim_state(other_opt, saved["optim"])
         train_step(model, opt)

@@ -47,9 +47,13 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
     from relift.rewards.guard import RewardFailureError  # noqa: PLC0415
     from relift.single_controller.ray_init import TopologyError  # noqa: PLC0415
     from trainer.interrupts import report_stop, stop_behind  # noqa: PLC0415
+    from trainer.run_errors import RunStopped  # noqa: PLC0415
 
     try:
         train(spec)
+    except RunStopped as e:  # run lock held, checkpoint of another run, failed save: one message, no traceback
+        print(f"[relift] {e}", file=sys.stderr, flush=True)
+        return e.exit_code
     except TopologyError as e:  # the cluster does not match trainer.nnodes x n_gpus_per_node
         print(f"[relift] {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG

@@ -21,7 +21,9 @@ from relift.utils.timer import timed
 from relift.utils.tracking import Tracking
 from trainer.interrupts import RunGuard
 from trainer.phases import TRACKER, phase
-from trainer.run_checkpoint import load_run_checkpoint, save_run_checkpoint
+from trainer.resume_check import already_complete_message
+from trainer.run_checkpoint import load_run_checkpoint, preflight_resume, save_run_checkpoint
+from trainer.run_lock import RunLock
 
 __all__ = ["StepLoop"]
 
@@ -112,7 +114,7 @@ class StepLoop(ABC):
         """Atomic save of the policy workers and the driver state for ``self.global_step``."""
         return save_run_checkpoint(self.local_dir, self.global_step, self.epoch, self.actor_wg, self.train_loader,
                                    step_metrics, max_to_keep=self.spec.trainer.max_ckpt_to_keep,
-                                   extra=self._driver_extra())
+                                   extra=self._driver_extra(), spec=spec_to_dict(self.spec))
 
     def load_checkpoint(self) -> bool:
         """Resume per ``trainer.resume_mode``; returns True when a checkpoint was loaded."""
@@ -121,6 +123,7 @@ class StepLoop(ABC):
                                     self.train_loader, self.tracker)
         if state is None:
             return False
+        self.resumed_from = state.get("checkpoint_dir")
         self.global_step = state["global_step"]
         self.epoch = int(state.get("epoch", 0))
         self._restore_extra(state)
@@ -128,6 +131,15 @@ class StepLoop(ABC):
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
+        """:meth:`_fit` holding the output directory's run lock (one run per directory)."""
+        lock = RunLock(self.local_dir).acquire() if self.local_dir else None
+        try:
+            return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         """Set up, (resume,) train to the last step; returns the last step's metrics."""
         from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -135,6 +147,9 @@ class StepLoop(ABC):
 
         set_seed(self.seed)
         self._build_data()
+        t = self.spec.trainer  # another run's checkpoint is refused before anything is written or loaded
+        preflight_resume(t.resume_mode, self.local_dir, t.resume_from_path, spec_to_dict(self.spec),
+                         force=t.resume_force)
         save_spec_json(self.spec, self.local_dir)
         self._build_tracker()
         last: dict[str, Any] = {}
@@ -149,7 +164,8 @@ class StepLoop(ABC):
             if early is not None:
                 return early
             if self.global_step >= self.total_steps:
-                logger.info("already at step %d of %d: nothing to train", self.global_step, self.total_steps)
+                logger.warning(already_complete_message(getattr(self, "resumed_from", None), self.global_step,
+                                                        self.total_steps))
                 return last
             t = self.spec.trainer
             bar = guard.progress(tqdm(total=self.total_steps, initial=self.global_step, desc=self.progress_name,

@@ -5,6 +5,12 @@ Per-rank files of local shards (see :mod:`relift.utils.fsdp`) go into the folder
 the driver commits it atomically): ``model_/optim_/extra_state_world_size_W_rank_R.pt``,
 ``meta.json`` and ``huggingface/`` (config + tokenizer). The folder must be on a file system every
 rank sees. Atomicity and rotation belong to the driver.
+
+Every file is loaded with ``weights_only=True`` (:func:`relift.utils.checkpoint.safe_load`): a doctored
+file is refused instead of run. On resume the optimiser's moments and step counts and the schedule's
+position come from the checkpoint, but its settings (lr, betas, weight decay, the schedule's shape and
+length) come from this run's spec: a resume with a new ``optim.lr`` or ``total_training_steps`` uses
+them from the next step on (they used to be overwritten by the saved ones without a word).
 """
 
 from __future__ import annotations
@@ -81,11 +87,12 @@ def load_train_state(state: TrainState, folder: Path, contents: tuple[str, ...],
     meta = ckpt.check_world_size(folder, state.world_size)
     saved = set(meta.get("contents", contents))
     ws, rank = state.world_size, state.rank
+    fresh = _fresh_settings(state)
     if "model" in contents and "model" in saved:
-        weights = torch.load(ckpt.rank_file(folder, "model", rank, ws), map_location="cpu", weights_only=True)
+        weights = ckpt.safe_load(ckpt.rank_file(folder, "model", rank, ws))
         fsdp_utils.load_local_model_state(state.module, weights)
     if "optimizer" in contents and "optimizer" in saved:
-        optim_state = torch.load(ckpt.rank_file(folder, "optim", rank, ws), map_location="cpu", weights_only=False)
+        optim_state = ckpt.safe_load(ckpt.rank_file(folder, "optim", rank, ws))
         fsdp_utils.load_local_optim_state(state.optimizer, optim_state["optimizer"])
         if state.sft_optimizer is not None:
             if "sft_optimizer" not in optim_state:
@@ -95,11 +102,54 @@ def load_train_state(state: TrainState, folder: Path, contents: tuple[str, ...],
         if optimizer_offload:
             fsdp_utils.move_optimizer_state(state.optimizer, "cpu")
     if "extra" in contents and "extra" in saved:
-        extra = torch.load(ckpt.rank_file(folder, "extra_state", rank, ws), map_location="cpu", weights_only=False)
+        extra = ckpt.safe_load(ckpt.rank_file(folder, "extra_state", rank, ws))
         state.lr_scheduler.load_state_dict(extra["lr_scheduler"])
         ckpt.set_rng_state(extra["rng"])
+    _reapply_settings(state, fresh)
     _barrier(ws)
     return int(meta.get("global_step", 0))
+
+
+def _group_settings(optimizer: torch.optim.Optimizer | None) -> list[dict[str, Any]] | None:
+    if optimizer is None:
+        return None
+    return [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def _fresh_settings(state: TrainState) -> dict[str, Any]:
+    """This run's optimiser and schedule settings, captured before a checkpoint overwrites them."""
+    sched = state.lr_scheduler
+    lambdas = getattr(sched, "lr_lambdas", None)
+    return {"optim": _group_settings(state.optimizer), "sft": _group_settings(state.sft_optimizer),
+            "lambdas": None if lambdas is None else [dict(getattr(fn, "__dict__", {})) for fn in lambdas]}
+
+
+def _reapply_settings(state: TrainState, fresh: dict[str, Any]) -> None:
+    """Put this run's settings back over the loaded ones, keeping the loaded moments and schedule position.
+
+    ``LambdaLR.load_state_dict`` restores ``base_lrs`` and the callable schedule's fields, and
+    ``Optimizer.load_state_dict`` the saved param groups (lr included): without this, a resumed run
+    trains at the old lr whatever it was asked.
+    """
+    pairs = ((state.optimizer, fresh["optim"], True), (state.sft_optimizer, fresh["sft"], False))
+    for opt, groups, rescheduled in pairs:
+        if opt is None or groups is None:
+            continue
+        for group, settings in zip(opt.param_groups, groups):
+            for key, val in settings.items():
+                if key != "lr" or not rescheduled:
+                    group[key] = val
+    sched = state.lr_scheduler
+    if sched is None or fresh["lambdas"] is None or state.optimizer is None:
+        return
+    for fn, settings in zip(sched.lr_lambdas, fresh["lambdas"]):
+        if settings:
+            fn.__dict__.update(settings)
+    sched.base_lrs = [g["initial_lr"] for g in fresh["optim"]]
+    lrs = [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
+    for group, lr in zip(state.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    sched._last_lr = lrs
 
 
 def export_hf_folder(state: TrainState, out: Path, dtype: str) -> None:

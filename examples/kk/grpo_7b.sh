@@ -62,12 +62,13 @@ if [ "$PHASE" = all ] || [ "$PHASE" = 1 ]; then
 fi
 if [ "$PHASE" = all ] || [ "$PHASE" = 2 ]; then
     # resume_mode=auto: the newest checkpoint in CKPT_DIR (phase 1's step 100, or a later phase-2 one
-    # when phase 2 itself is restarted); the seed pointed at global_step_100 explicitly
+    # when phase 2 itself is restarted); the seed pointed at global_step_100 explicitly.
+    # resume_force: phase 2 changes n and the temperature on purpose (a resume refuses such changes otherwise)
     if ! kk_is_dry "$@" && [ ! -d "$CKPT_DIR/global_step_100" ]; then
         echo "phase 2 resumes phase 1: $CKPT_DIR/global_step_100 not found (run PHASE=1 first)" >&2
         exit 2
     fi
     kk_say "phase 2: resume from $CKPT_DIR (step 100), to step 380, n 16, temperature 1.3"
     rl actor_rollout_ref.rollout.n=16 actor_rollout_ref.rollout.temperature=1.3 \
-        trainer.total_training_steps=380 trainer.resume_mode=auto "$@"
+        trainer.total_training_steps=380 trainer.resume_mode=auto trainer.resume_force=true "$@"
 fi

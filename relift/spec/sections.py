@@ -291,6 +291,7 @@ class TrainerSpec:
     default_local_dir: str
     resume_mode: str
     resume_from_path: str | None
+    resume_force: bool       # resume a checkpoint whose model / data / batch plan / algorithm differ
     max_ckpt_to_keep: int | None
     seed: int
     balance_batch: bool

@@ -17,7 +17,13 @@ A save is atomic at the level of the whole step directory::
 A process killed anywhere before the rename leaves only a ``.tmp-`` directory behind, and one
 killed before the tracker write leaves the tracker on the previous step: readers trust the tracker,
 so they always see a complete checkpoint. Single files are written with :func:`atomic_save`
-(temporary file, fsync, ``os.replace``).
+(temporary file, fsync, ``os.replace``) and get the mode the user's umask gives a new file (0644
+under umask 022), not ``mkstemp``'s 0600, so colleagues can read a shared run (issue 13).
+
+Loading never runs code from the file: :func:`safe_load` is ``torch.load(weights_only=True)``
+(tensors, numbers, strings, lists, tuples, dicts only), and a file that needs more is refused with
+:class:`UnsafeCheckpointError` naming it. A doctored checkpoint used to run a shell command on resume
+(issue 19); see https://pytorch.org/docs/stable/notes/serialization.html#weights-only .
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -42,7 +49,7 @@ __all__ = [
     "begin_checkpoint", "commit_checkpoint", "read_tracker", "write_tracker", "list_checkpoints",
     "latest_checkpoint", "rotate_checkpoints", "cleanup_staging", "save_driver_state", "load_driver_state",
     "get_rng_state", "set_rng_state", "write_meta", "read_meta", "check_world_size", "rank_file",
-    "CheckpointError",
+    "CheckpointError", "UnsafeCheckpointError", "safe_load", "current_umask", "tree_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +64,50 @@ _OLD_PREFIX = ".old-"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used as asked (missing, partial, other world size)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file that would need arbitrary code to load (pickled objects beyond plain data)."""
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that needs more is refused, naming it."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, and loading those "
+            f"runs code from the file. Only load checkpoints you trust; this one was not written by relift "
+            f"or was modified ({str(err).splitlines()[0]})") from None
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def tree_size(path: str | Path) -> int:
+    """Bytes in the files under ``path`` (0 when it does not exist)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 # ---------------------------------------------------------------------------- paths
@@ -94,6 +145,7 @@ def _atomic_write(path: str | Path, write: Callable[[Any], None], mode: str) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() would follow the umask
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -254,11 +306,18 @@ def save_driver_state(ckpt_dir: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_driver_state(ckpt_dir: str | Path) -> dict[str, Any]:
-    """The dict that :func:`save_driver_state` wrote; an empty dict when the step has none."""
+    """The dict that :func:`save_driver_state` wrote; an empty dict when the step has none.
+
+    Loaded with :func:`safe_load`: driver state is plain data (ints, floats, strings, lists, dicts,
+    tensors; the RNG capture of :mod:`relift.utils.seed` holds no numpy objects).
+    """
     path = Path(ckpt_dir) / DRIVER_STATE_FILE
     if not path.is_file():
         return {}
-    return torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_load(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not the dict save_driver_state writes")
+    return state
 
 
 # ---------------------------------------------------------------------------- sharded-save metadata

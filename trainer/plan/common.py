@@ -152,6 +152,7 @@ def check_trainer(c: ConfigChecker, ckpt_keep_key: str, *, online: bool) -> Trai
         val_capability=c.bool("trainer.val_capability") if online else False,
         default_local_dir=str(local_dir) if local_dir else "", resume_mode=mode,
         resume_from_path=None if resume_path is None else str(resume_path),
+        resume_force=c.bool("trainer.resume_force"),
         max_ckpt_to_keep=c.int(ckpt_keep_key, min_value=1, allow_none=True), seed=c.int("trainer.seed", min_value=0),
         balance_batch=c.bool("trainer.balance_batch") if online else False,
         export_hf=c.bool("trainer.export_hf") if not online else False, dry_run=c.bool("trainer.dry_run"),
