@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RELIFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_configure(config):
+    # registered here, not in pyproject.toml: a pyproject change rebuilds every venv (scripts/setup_env.sh)
+    config.addinivalue_line(
+        "markers", "faults: fault injection: kills, signals, hangs, doctored or missing files (docs/reliability.md)")
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -17,6 +17,8 @@ from relift.utils import checkpoint as ck
 from trainer.run_checkpoint import check_free_space, save_run_checkpoint
 from trainer.run_errors import SaveFailed
 
+pytestmark = pytest.mark.faults  # fault injection (issue 19): `bash scripts/test.sh -m faults`
+
 _Usage = namedtuple("_Usage", "total used free")
 MIB = 2**20
 

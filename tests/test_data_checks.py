@@ -171,6 +171,7 @@ def test_all_none_ground_truth_with_a_custom_reward_is_a_warning(tmp_path, model
 # ------------------------------------------------------------------------------------------------ files
 
 
+@pytest.mark.faults
 def test_corrupt_empty_and_non_parquet_files(tmp_path, model_dir):
     corrupt = tmp_path / "corrupt.parquet"
     corrupt.write_bytes(b"PAR1" + b"\x00garbage" * 50)
@@ -332,6 +333,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
                           env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
 
 
+@pytest.mark.faults
 def test_main_rl_exits_2_without_traceback_before_any_model_loads(tmp_path, model_dir):
     rows = [rl_row() for _ in range(500)]
     rows[321] = rl_row(source="typo_source")
@@ -346,6 +348,7 @@ def test_main_rl_exits_2_without_traceback_before_any_model_loads(tmp_path, mode
     assert not (tmp_path / "ckpt").exists()
 
 
+@pytest.mark.faults
 def test_main_rl_corrupt_file_exits_2(tmp_path, model_dir):
     corrupt = tmp_path / "train.parquet"
     corrupt.write_bytes(b"not parquet at all")
@@ -355,6 +358,7 @@ def test_main_rl_corrupt_file_exits_2(tmp_path, model_dir):
     assert f"{corrupt} is not a readable parquet file" in res.stderr
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("case", ["corrupt", "empty", "ill_typed_prompt", "over_long_prompt"])
 def test_issue19_holds_fail_clearly_before_training(case, tmp_path, model_dir, monkeypatch, capsys):
     """Issue 19's "holds" list stays true, now at plan time: exit status 2, the file and row named, and

@@ -35,6 +35,8 @@ from test_rl_trainer import make_workspace, overrides, read_jsonl
 
 from relift.utils import checkpoint as ck
 
+pytestmark = pytest.mark.faults  # fault injection (issue 19): `bash scripts/test.sh -m faults`
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
 _VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step")  # wall-clock: never compared

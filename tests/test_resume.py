@@ -56,6 +56,7 @@ def _wait_for_step(proc: subprocess.Popen, jsonl: Path, step: int, timeout: floa
     raise AssertionError(f"step {step} never appeared in {jsonl}")
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(300)
 def test_sigkill_and_resume_logs_the_same_metrics(tmp_path):
     ws = make_workspace(tmp_path / "ws")

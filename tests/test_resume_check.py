@@ -14,6 +14,8 @@ from test_rl_trainer import make_workspace, overrides, read_jsonl
 from trainer.resume_check import already_complete_message, check_resume, flatten, spec_changes
 from trainer.run_errors import RunRefused
 
+pytestmark = pytest.mark.faults  # fault injection (issue 19): `bash scripts/test.sh -m faults`
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -135,6 +135,7 @@ def ws(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.faults
 def test_a_scorer_that_always_raises_stops_the_run_non_zero(ws, tmp_path):
     from tests.test_rl_trainer import overrides
 

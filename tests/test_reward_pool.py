@@ -64,6 +64,7 @@ def test_pool_matches_direct_scoring_on_mixed_sources(pool):
     assert pool.score([], [], []) == []
 
 
+@pytest.mark.faults
 def test_hanging_sample_times_out_alone_and_pool_survives(pool, caplog):
     sources, responses, truths = _math_batch(12)
     responses[5] = HANG
@@ -95,6 +96,7 @@ def test_hanging_sample_times_out_alone_and_pool_survives(pool, caplog):
     assert pool.last_metrics["reward/timeouts"] == 0
 
 
+@pytest.mark.faults
 def test_eight_hangs_cost_one_timeout_not_eight(caplog):
     """Issue 19 item 4: hung samples must not queue behind each other in a scoring process.
 
@@ -180,6 +182,7 @@ def test_score_from_a_non_main_thread(pool):
     assert [r["score"] for r in results[0]] == [3.0, 1.0]
 
 
+@pytest.mark.faults
 def test_worker_killed_between_batches_is_replaced(pool):
     import signal
 

@@ -17,6 +17,8 @@ import pytest
 from trainer.run_errors import RunRefused
 from trainer.run_lock import LOCK_FILE, RunLock, read_holder
 
+pytestmark = pytest.mark.faults  # fault injection (issue 19): `bash scripts/test.sh -m faults`
+
 REPO = Path(__file__).resolve().parents[1]
 
 _HOLD = textwrap.dedent("""

@@ -23,6 +23,8 @@ from relift.utils import checkpoint as ck
 from relift.utils.optim import build_lr_scheduler, build_optimizer
 from workers.fsdp_checkpoint import TrainState, load_train_state
 
+pytestmark = pytest.mark.faults  # fault injection (issue 19): `bash scripts/test.sh -m faults`
+
 REPO = Path(__file__).resolve().parents[1]
 CONTENTS = ("model", "optimizer", "extra")
 

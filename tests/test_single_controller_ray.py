@@ -195,6 +195,7 @@ def test_futures_and_chaining(pool_and_group):
     assert wg.times_ten(padded).batch["z"].tolist() == [1000, 1010, 1020]
 
 
+@pytest.mark.faults
 def test_raise_names_group_rank_node_method(pool_and_group):
     _, wg = pool_and_group
     with pytest.raises(WorkerGroupError) as info:
@@ -207,6 +208,7 @@ def test_raise_names_group_rank_node_method(pool_and_group):
     assert wg.fail_on(5) == [0, 1]  # the group still works after a worker raised
 
 
+@pytest.mark.faults
 def test_collective_timeout_then_sigkill_surface(ray_local):
     from relift.single_controller import RayResourcePool, RayWorkerGroup
 
@@ -229,6 +231,7 @@ def test_collective_timeout_then_sigkill_surface(ray_local):
         wg.shutdown(release_resources=True)
 
 
+@pytest.mark.faults
 def test_constructor_failure_names_rank(ray_local):
     from relift.single_controller import RayResourcePool, RayWorkerGroup
 
@@ -243,6 +246,7 @@ def test_constructor_failure_names_rank(ray_local):
         pool.shutdown()
 
 
+@pytest.mark.faults
 def test_impossible_requests_fail_at_once(ray_local):
     from relift.single_controller import RayResourcePool, RayWorkerGroup
 
