@@ -39,7 +39,7 @@ pytestmark = pytest.mark.faults  # fault injection (issue 19): `bash scripts/tes
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
-_VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step")  # wall-clock: never compared
+_VOLATILE = ("timing_s/", "perf/throughput", "perf/time_per_step", "run_id")  # wall-clock, run ids: never compared
 SLOW_REWARD_PY = """
 import time
 
