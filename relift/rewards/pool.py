@@ -34,8 +34,6 @@ import logging
 import math
 import os
 import pickle
-import select
-import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +48,7 @@ from typing import Any
 
 from relift.rewards import registry
 from relift.rewards.custom import load_custom_reward_fn
+from relift.rewards.pool_procs import ScorerProcess, WorkerHandle, kill_all
 from relift.rewards.pool_worker import ZYGOTE_CMD, encode_registry
 
 logger = logging.getLogger(__name__)
@@ -75,81 +74,6 @@ def default_num_workers() -> int:
 def _truncate(value: Any, limit: int = _TRUNCATE) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more chars]"
-
-
-class _Proc:
-    """A forked worker process (a child of the zygote, not of this process): kill and wait by pidfd."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        try:
-            self._fd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):  # not Linux >= 5.3, or already gone
-            self._fd = None
-
-    def alive(self) -> bool:
-        if self._fd is not None:
-            return not select.select([self._fd], [], [], 0)[0]
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def kill(self) -> None:
-        try:
-            if self._fd is not None:
-                signal.pidfd_send_signal(self._fd, signal.SIGKILL)
-            else:
-                os.kill(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, OSError):
-            pass
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            if self._fd is not None:
-                select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
-            else:
-                time.sleep(0.01)
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-class _Worker:
-    """Handle on one worker process: its pipes, readiness and the chunk it is scoring."""
-
-    def __init__(self, proc: _Proc, tasks: Connection, results: Connection) -> None:
-        self.proc = proc
-        self.tasks = tasks
-        self.results = results
-        self.ready = False
-        self.suspect = False  # its head sample ran past suspect_after; retired when it answers
-        self.chunk: deque = deque()  # items sent and not yet answered, in order
-        self.started = 0.0  # when the item at the head of ``chunk`` started (approximately)
-
-    def kill(self) -> None:
-        """SIGKILL without waiting: a hang may hold gigabytes that take seconds to free, and the
-        batch must not wait for that (the zygote reaps it; :meth:`RewardPool.close` waits)."""
-        self.proc.kill()
-        for conn in (self.tasks, self.results):
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-
-def _shutdown(procs: dict) -> None:
-    """Finaliser: kill every process still alive (also runs at interpreter exit)."""
-    for proc in list(procs.values()):
-        try:
-            proc.kill()
-        except Exception:  # noqa: BLE001
-            pass
-    procs.clear()
 
 
 class RewardPool:
@@ -215,13 +139,13 @@ class RewardPool:
         self._lock = threading.Lock()
         self._closed = False
         self._procs: dict[int, Any] = {}
-        self._finalizer = weakref.finalize(self, _shutdown, self._procs)
+        self._finalizer = weakref.finalize(self, kill_all, self._procs)
         # one long-lived thread launches the zygote: PR_SET_PDEATHSIG fires when the launching
         # *thread* exits, so launching from a short-lived caller thread would kill it
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix="reward-pool-launcher")
         self._zygote: subprocess.Popen | None = None
-        self._workers: list[_Worker] = []
-        self._dying: list[_Proc] = []  # killed, maybe still freeing memory
+        self._workers: list[WorkerHandle] = []
+        self._dying: list[ScorerProcess] = []  # killed, maybe still freeing memory
         try:
             self._start_zygote()
             for _ in range(self.num_workers):
@@ -323,7 +247,7 @@ class RewardPool:
         self._procs.pop(self._zygote.pid, None)
         self._zygote = None
 
-    def _fork(self) -> _Worker:
+    def _fork(self) -> WorkerHandle:
         """A new worker, forked by the zygote (restarted once if it died)."""
         for attempt in range(2):
             task_r, task_w = os.pipe()
@@ -337,9 +261,9 @@ class RewardPool:
                 os.close(task_r)
                 os.close(res_w)
             if msg is not None and msg[0] == "forked":
-                proc = _Proc(msg[1])
+                proc = ScorerProcess(msg[1])
                 self._procs[proc.pid] = proc
-                return _Worker(proc, Connection(task_w, readable=False), Connection(res_r, writable=False))
+                return WorkerHandle(proc, Connection(task_w, readable=False), Connection(res_r, writable=False))
             os.close(task_w)
             os.close(res_r)
             if attempt == 0:
@@ -348,7 +272,7 @@ class RewardPool:
                 self._start_zygote()
         raise RuntimeError("reward workers cannot be started: the zygote keeps failing")
 
-    def _drop(self, worker: _Worker) -> None:
+    def _drop(self, worker: WorkerHandle) -> None:
         worker.kill()
         self._workers.remove(worker)
         self._dying.append(worker.proc)
@@ -488,7 +412,7 @@ class RewardPool:
             self._trim()
         return out
 
-    def _read(self, worker: _Worker, out: list, pending: deque) -> int:
+    def _read(self, worker: WorkerHandle, out: list, pending: deque) -> int:
         """Take ``worker``'s messages; returns how many samples got their result."""
         done = 0
         try:
