@@ -45,7 +45,7 @@ __all__ = [
     "EXIT_STOPPED_SAVED",
     "EXIT_ABORTED",
     "EXIT_HUNG",
-    "RunStopped",
+    "SignalStop",
     "StoppedForResume",
     "Aborted",
     "HangDetected",
@@ -64,7 +64,7 @@ EXIT_ABORTED = 130
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class RunStopped(BaseException):
+class SignalStop(BaseException):
     """The run stopped on purpose (signal or watchdog); ``exit_code`` and the run folder travel with it.
 
     A ``BaseException`` so that a worker's or scorer's ``except Exception`` never swallows it.
@@ -83,19 +83,19 @@ class RunStopped(BaseException):
         self.signal_name = signal_name
 
 
-class StoppedForResume(RunStopped):
+class StoppedForResume(SignalStop):
     """SIGTERM or a first Ctrl-C: the step finished and ``checkpoint`` holds it."""
 
     exit_code = EXIT_STOPPED_SAVED
 
 
-class Aborted(RunStopped, KeyboardInterrupt):
+class Aborted(SignalStop, KeyboardInterrupt):
     """A second signal: stopped at once, the step in flight lost, its partial save removed."""
 
     exit_code = EXIT_ABORTED
 
 
-class HangDetected(RunStopped, KeyboardInterrupt):
+class HangDetected(SignalStop, KeyboardInterrupt):
     """The watchdog saw no progress for ``trainer.hang_timeout_s``; ``message`` names phase and workers.
 
     A ``KeyboardInterrupt`` like :class:`Aborted`: Ray's blocking calls end cleanly on one (other
@@ -105,22 +105,22 @@ class HangDetected(RunStopped, KeyboardInterrupt):
     exit_code = EXIT_HUNG
 
 
-_RAISED: list[RunStopped] = []  # the stop raised from a signal handler in this process, if any
+_RAISED: list[SignalStop] = []  # the stop raised from a signal handler in this process, if any
 
 
-def record_stop(stop: RunStopped) -> RunStopped:
+def record_stop(stop: SignalStop) -> SignalStop:
     """Remember a stop raised from a signal handler: Ray's ``ray.get``/``ray.wait`` turn an exception
     raised in a handler into ``SystemError`` (or a plain ``KeyboardInterrupt``), losing its type."""
     _RAISED[:] = [stop]
     return stop
 
 
-def stop_behind(exc: BaseException) -> RunStopped | None:
-    """The :class:`RunStopped` that ``exc`` is, was caused by, or arrived with (see :func:`record_stop`)."""
+def stop_behind(exc: BaseException) -> SignalStop | None:
+    """The :class:`SignalStop` that ``exc`` is, was caused by, or arrived with (see :func:`record_stop`)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, RunStopped):
+        if isinstance(cur, SignalStop):
             return cur
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
@@ -244,7 +244,7 @@ class RunGuard:
 
 
 # ---------------------------------------------------------------------- what the entry point prints
-def resume_command(stop: RunStopped, argv: list[str] | None = None) -> str:
+def resume_command(stop: SignalStop, argv: list[str] | None = None) -> str:
     """The command line that resumes this run: the one that started it, with the checkpoint named
     when ``trainer.resume_mode`` would not find it by itself; prefixed with ``cd`` to this directory."""
     argv = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
@@ -265,7 +265,7 @@ def _latest(local_dir: str) -> Path | None:
         return None
 
 
-def report_stop(stop: RunStopped, argv: list[str] | None = None) -> int:
+def report_stop(stop: SignalStop, argv: list[str] | None = None) -> int:
     """Print the one line a stopped run ends with (stderr) and return its exit status.
 
     From here on the process only exits: a further Ctrl-C or SIGTERM ends it at once with the same
