@@ -137,7 +137,9 @@ def _run_and_check(script: Path, env: dict[str, str]) -> None:
 
 
 def _script(name: str, **env: str) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # no RAY_* and no MASTER_ADDR: in-process torch.distributed tests of this session set MASTER_ADDR, which
+    # ray_connect.sh reads as ReLIFT's name for the head's IP (it would wait for a head there)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k not in ("MASTER_ADDR", "MASTER_PORT")}
     full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full.get('PATH', '')}"
     full.update(env)
     return subprocess.run(["bash", str(REPO / "examples" / name)], env=full, capture_output=True, text=True, timeout=60)
