@@ -95,3 +95,26 @@ def test_scheduler_state_round_trip():
     sched2.load_state_dict(state)
     assert sched2.last_epoch == 5
     assert sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
+
+
+def test_cpu_params_get_the_fused_adamw_with_the_loop_update():
+    """The fused kernel is used on CPU and gives the per-tensor loop's update (same formula, one
+    call), and checkpoints of one load into the other."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+    b.load_state_dict(a.state_dict())
+    start = a.weight.detach().clone()
+    fused = build_optimizer(a.parameters(), lr=1e-2, weight_decay=0.1)
+    loop = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    assert fused.param_groups[0]["fused"] is True and not loop.param_groups[0]["fused"]
+    for _ in range(5):
+        x = torch.randn(4, 8)
+        for model, opt in ((a, fused), (b, loop)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    assert (a.weight - start).abs().min() > 1e-5  # every weight moved
+    loop.load_state_dict(fused.state_dict())
+    torch.testing.assert_close(loop.state[b.weight]["exp_avg"], fused.state[a.weight]["exp_avg"])

@@ -91,7 +91,19 @@ def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, An
     if not params:
         raise ValueError("build_optimizer got no parameters")
     return torch.optim.AdamW(params, lr=float(lr), betas=tuple(float(b) for b in betas), eps=float(eps),
-                             weight_decay=float(weight_decay))
+                             weight_decay=float(weight_decay), fused=_can_fuse(params) or None)
+
+
+def _can_fuse(params: list[Any]) -> bool:
+    """Whether torch's fused AdamW kernel takes these parameters: one device type, CPU or CUDA, floats.
+
+    Why: torch defaults to its per-tensor loop on CPU; the fused kernel is the same update in one
+    call per tensor list (2.5x faster optimiser step on a tiny model, docs/performance.md) and the
+    same state dict, so checkpoints load either way.
+    """
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    kinds = {t.device.type for t in tensors}
+    return len(kinds) == 1 and kinds <= {"cpu", "cuda"} and all(t.is_floating_point() for t in tensors)
 
 
 def optimizer_from_spec(params: Iterable[torch.nn.Parameter], spec: OptimSpec, lr: float | None = None

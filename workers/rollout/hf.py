@@ -28,6 +28,7 @@ from torch import nn
 
 from relift.protocol import DataProto
 from workers.rollout.base import BaseRollout, RolloutConfig, SamplingSettings, build_rollout_output, resolve_token_ids
+from workers.rollout.static_decode import StaticDecoder, supports_static_decode
 
 __all__ = ["HFRollout", "filter_logits", "sample_next_token"]
 
@@ -112,6 +113,9 @@ class HFRollout(BaseRollout):
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         self.shares_module = shares_module
+        # Llama-shaped models decode through a preallocated cache with plain tensor ops (4x fewer
+        # dispatches on CPU; docs/performance.md); set False to force the HF forward at every step
+        self.static_decode = supports_static_decode(module)
         self._prefill_kwargs = {"logits_to_keep": 1} if _accepts_kwarg(module, "logits_to_keep") else {}
         device = next(module.parameters()).device
         self.generator = torch.Generator(device=device if device.type != "meta" else "cpu")
@@ -186,8 +190,13 @@ class HFRollout(BaseRollout):
         out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=True, **self._prefill_kwargs)
         cache = out.past_key_values
-        can_prune = hasattr(cache, "batch_select_indices")
         logits = out.logits[:, -1, :]
+        fast = None
+        if self.static_decode and settings.response_length > 1 and hasattr(cache, "layers"):
+            fast = StaticDecoder(self.module, input_ids.shape[1] + settings.response_length)
+            fast.start(cache, attention_mask)
+            cache = None  # the HF cache is not needed any more: free it
+        can_prune = fast is not None or hasattr(cache, "batch_select_indices")
         mask = attention_mask
         pos = position_ids[:, -1]
         gen = self.generator if self.generator.device == device else None
@@ -203,11 +212,17 @@ class HFRollout(BaseRollout):
             n_done = int(finished.sum())
             if can_prune and n_done and n_done * PRUNE_FRACTION >= finished.numel():
                 keep = (~finished).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
+                if fast is not None:
+                    fast.keep(keep)
+                else:
+                    cache.batch_select_indices(keep)
                 mask, pos, next_tok, active = mask[keep], pos[keep], next_tok[keep], active[keep]
                 finished = finished[keep]
-            mask = torch.cat([mask, torch.ones(mask.shape[0], 1, dtype=mask.dtype, device=device)], dim=-1)
             pos = pos + 1
+            if fast is not None:
+                logits = fast.step(next_tok, pos)
+                continue
+            mask = torch.cat([mask, torch.ones(mask.shape[0], 1, dtype=mask.dtype, device=device)], dim=-1)
             out = self.module(input_ids=next_tok.unsqueeze(-1), attention_mask=mask, position_ids=pos.unsqueeze(-1),
                               past_key_values=cache, use_cache=True)
             cache = out.past_key_values
