@@ -147,6 +147,7 @@ def test_report_summary_by_hand(tmp_path):
     recs = [{"step": 0, f"{key}/mean@4": 0.5, f"{key}/pass@4": 0.8, "val-core/toy_arithmetic/reward/mean@4": 0.5}]
     for s in range(1, 7):
         recs.append({"step": s, "critic/score/mean": 0.1 * s, "timing_s/step": 2.0})
+    recs[1]["timing_s/start_to_first_step"] = 7.5
     recs.append({"step": 6, f"{key}/mean@4": 0.7, f"{key}/pass@4": 0.9})
     _write_jsonl(tmp_path / "rl" / "metrics.jsonl", recs)
     _write_jsonl(tmp_path / "sft" / "metrics.jsonl", [{"step": 5, "val/loss": 0.25}])
@@ -161,6 +162,7 @@ def test_report_summary_by_hand(tmp_path):
     assert tr["first_steps"] == 3
     assert tr["score_first"] == pytest.approx(0.2) and tr["score_last"] == pytest.approx(0.5)
     assert summary["sft_val_loss"] == 0.25 and summary["wall_s"] == 12
+    assert summary["time_to_first_step_s"] == {"sft": None, "rl": 7.5}
     assert json.loads((tmp_path / "results.json").read_text())["delta"] == pytest.approx(0.2)
     assert (tmp_path / "quickstart.png").stat().st_size > 1000
     assert "| toy_arithmetic | acc mean@4 | 50.0 | 70.0 | +20.0 |" in report.to_markdown(summary)
@@ -216,6 +218,9 @@ def test_quickstart_script_runs_and_grpo_raises_the_reward(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["sft_step"] == 0 and results["rl_step"] == int(CI_ENV["RL_STEPS"])
     assert 0.0 < results["sft_acc"] < 1.0
+    first = results["time_to_first_step_s"]  # logged by both trainers with their first step
+    assert 0 < first["sft"] < 600 and 0 < first["rl"] < 600, first
+    assert "time to first step (process start to the end of its first step): SFT" in proc.stdout
     assert (out / "quickstart.png").stat().st_size > 1000
     assert (out / "sft" / "hf" / "config.json").is_file()
     rl_hf = out / "rl" / f"global_step_{CI_ENV['RL_STEPS']}" / "actor" / "huggingface"

@@ -96,6 +96,9 @@ def test_grpo_reward_rises(ws, tmp_path):
         "actor_rollout_ref.actor.optim.lr": 1e-2, "trainer.total_training_steps": 20})
     scores = [r["critic/score/mean"] for r in _step_records(records)]
     assert len(scores) == 20
+    steps = _step_records(records)  # time to first step: logged once, and it covers the whole first step
+    assert [i for i, r in enumerate(steps) if "timing_s/start_to_first_step" in r] == [0]
+    assert steps[0]["timing_s/start_to_first_step"] > steps[0]["timing_s/step"] > 0
     first, last = np.mean(scores[:5]), np.mean(scores[-5:])
     assert last > first + 0.2, f"reward did not rise: first 5 {first:.3f}, last 5 {last:.3f}: {scores}"
 

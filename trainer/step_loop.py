@@ -17,7 +17,7 @@ from typing import Any
 
 from relift.protocol import DataProto
 from relift.spec import save_spec_json, spec_to_dict
-from relift.utils.timer import timed
+from relift.utils.timer import seconds_since_process_start, timed
 from relift.utils.tracking import Tracking
 from trainer.interrupts import RunGuard
 from trainer.phases import TRACKER, phase
@@ -171,6 +171,7 @@ class StepLoop(ABC):
             bar = guard.progress(tqdm(total=self.total_steps, initial=self.global_step, desc=self.progress_name,
                                       unit="step", dynamic_ncols=True))
             steps_per_epoch = max(len(self.train_loader), 1)
+            first_step = True
             while self.global_step < self.total_steps:  # the sampler moves on to the next epoch by itself
                 for batch in self.train_loader:
                     self.global_step += 1
@@ -178,6 +179,11 @@ class StepLoop(ABC):
                     TRACKER.set_step(self.global_step)
                     with phase("step"):
                         metrics = self.train_step(batch)
+                    if first_step:  # what a user waits for before training moves (issue 18.5)
+                        first_step = False
+                        metrics["timing_s/start_to_first_step"] = seconds_since_process_start()
+                        logger.info("first step done %.1f s after the process started",
+                                    metrics["timing_s/start_to_first_step"])
                     metrics["training/global_step"] = self.global_step
                     metrics["training/epoch"] = self.epoch
                     is_last = self.global_step >= self.total_steps

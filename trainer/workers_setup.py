@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,13 +122,27 @@ def build_worker_groups(worker: PolicyWorkerSpec, ray_init: RayInitSpec, *, with
                 groups._cleanups.append(groups.reward.shutdown)
         else:
             _start_ray_groups(worker, ray_init, groups, role, reward_args if reward is not None else None)
-        groups.actor.init_model()
-        if groups.reward is not None:
-            groups.reward.init_model()
+        _init_models(groups)
     except BaseException:
         groups.shutdown()
         raise
     return groups
+
+
+def _init_models(groups: WorkerGroups) -> None:
+    """Load the policy and start the reward scorers at the same time (issue 18.5: the scorer
+    processes import their libraries while the model loads); the first error wins, after both ended."""
+    if groups.reward is None:
+        groups.actor.init_model()
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="reward-init") as pool:
+        reward_started = pool.submit(groups.reward.init_model)
+        try:
+            groups.actor.init_model()
+        finally:
+            reward_error = reward_started.exception()  # waits: nothing is shut down under its feet
+    if reward_error is not None:
+        raise reward_error
 
 
 def _start_ray_groups(worker: PolicyWorkerSpec, ray_init: RayInitSpec, groups: WorkerGroups, role: str,

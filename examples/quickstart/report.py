@@ -103,6 +103,14 @@ def summarize(rl_records: list[dict[str, Any]], tail: int = 10) -> dict[str, Any
     }
 
 
+def first_step_s(records: list[dict[str, Any]]) -> float | None:
+    """``timing_s/start_to_first_step`` of the run (logged with its first step), if any."""
+    for rec in records:
+        if "timing_s/start_to_first_step" in rec:
+            return float(rec["timing_s/start_to_first_step"])
+    return None
+
+
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
@@ -145,6 +153,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if sft_recs:
             summary["sft_val_loss"] = float(sft_recs[-1]["val/loss"])
     summary["wall_s"] = args.wall_s
+    summary["time_to_first_step_s"] = {
+        stage: first_step_s(read_jsonl(path) if path.is_file() else [])
+        for stage, path in (("sft", sft_jsonl), ("rl", rl_jsonl))
+    }
     if summary["sft_acc"] is not None:
         summary["delta"] = summary["rl_acc"] - summary["sft_acc"]
     try:
@@ -168,6 +180,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"\nvalidation accuracy: {100 * summary['sft_acc']:.1f}% after SFT -> {100 * summary['rl_acc']:.1f}% "
             f"after RL ({100 * summary['delta']:+.1f} points)"
         )
+    firsts = summary["time_to_first_step_s"]
+    if any(v is not None for v in firsts.values()):
+        said = ", ".join(f"{stage.upper()} {v:.1f} s" for stage, v in firsts.items() if v is not None)
+        print(f"time to first step (process start to the end of its first step): {said}")
     if summary["plot"]:
         print(f"plot: {summary['plot']}")
     print(f"results: {out / 'results.json'}")

@@ -6,11 +6,12 @@ backends log them like any other number.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
-__all__ = ["TIMING_PREFIX", "timed"]
+__all__ = ["TIMING_PREFIX", "seconds_since_process_start", "timed"]
 
 TIMING_PREFIX = "timing_s/"
 
@@ -31,3 +32,16 @@ def timed(name: str, timings: MutableMapping[str, float]) -> Iterator[None]:
         yield
     finally:
         timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start)
+
+
+def seconds_since_process_start() -> float:
+    """Wall seconds since this process was created (interpreter start and imports included), so
+    "time to first step" covers what a user waits for; ``nan`` where the OS does not say (non-Linux)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
