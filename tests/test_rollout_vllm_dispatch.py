@@ -27,7 +27,8 @@ def config(tp: int, world: int = 4, prompt_length: int = 4, response_length: int
 
     model = ModelSpec(path="fake-model", tokenizer_path="fake-model", trust_remote_code=False,
                       enable_gradient_checkpointing=False, dtype="float32", attn_implementation=None,
-                      override_config=dict(override_config or {}), load_format="auto", use_remove_padding=False)
+                      override_config=dict(override_config or {}), load_format="auto", use_remove_padding=False,
+                      share_prompt_prefix=False)
     sampling = SamplingSpec(n=2, temperature=1.0, top_p=1.0, top_k=-1, do_sample=True)
     rollout = RolloutSpec(name="vllm", sampling=sampling, val_sampling=sampling, prompt_length=prompt_length,
                           response_length=response_length, calculate_log_probs=False, tensor_model_parallel_size=tp,

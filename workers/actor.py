@@ -73,6 +73,7 @@ from workers.actor_batches import (
 from workers.actor_config import ActorConfig
 from workers.actor_losses import PAIR_LOSS_TYPES, pair_hyperparameters, pair_step_loss, ppo_step_loss, sft_step_loss
 from workers.optim_step import StepLoss, run_optimizer_steps
+from workers.prompt_sharing import can_share_prompts, prompt_group_ids, shared_prompt_logits
 
 __all__ = ["ActorConfig", "DataParallelActor", "PAIR_LOSS_TYPES"]
 
@@ -101,6 +102,8 @@ class DataParallelActor:
         self._logits_to_keep = supports_logits_to_keep(module)
         self._warned_temperature = False
         self.sort_micro_batches = True  # use_remove_padding: fixed-size micro-batches of similar-length rows
+        self.share_prompts = False  # share_prompt_prefix: each distinct prompt of a micro-batch runs once
+        self._can_share = can_share_prompts(module)
 
     # ------------------------------------------------------------------------------ forward
 
@@ -128,14 +131,19 @@ class DataParallelActor:
         resp_cols = attention_mask[:, prompt_len:].any(dim=0).nonzero()
         keep_r = int(resp_cols[-1]) + 1 if resp_cols.numel() else 1
         end = prompt_len + keep_r
-        kwargs: dict[str, Any] = {"use_cache": False}
-        if self._logits_to_keep:
-            kwargs["logits_to_keep"] = keep_r + 1
-        out = self.module(input_ids=input_ids[:, left:end], attention_mask=attention_mask[:, left:end],
-                          position_ids=position_ids[..., left:end], **kwargs)
-        logits = out.logits if hasattr(out, "logits") else out[0]
-        # the last keep_r + 1 positions are P'-1 .. P'+keep_r-1; drop the final one (it predicts past R)
-        logits = logits[:, -(keep_r + 1):-1]
+        logits = None
+        if self.share_prompts and self._can_share and position_ids.dim() == 2:
+            logits = shared_prompt_logits(self.module, input_ids[:, left:end], attention_mask[:, left:end],
+                                          position_ids[:, left:end], prompt_len - left, keep_r)
+        if logits is None:
+            kwargs: dict[str, Any] = {"use_cache": False}
+            if self._logits_to_keep:
+                kwargs["logits_to_keep"] = keep_r + 1
+            out = self.module(input_ids=input_ids[:, left:end], attention_mask=attention_mask[:, left:end],
+                              position_ids=position_ids[..., left:end], **kwargs)
+            logits = out.logits if hasattr(out, "logits") else out[0]
+            # the last keep_r + 1 positions are P'-1 .. P'+keep_r-1; drop the final one (it predicts past R)
+            logits = logits[:, -(keep_r + 1):-1]
         log_probs, entropy = logprobs_and_entropy(logits, responses[:, :keep_r], temperature=temperature,
                                                   chunk_size=self.config.logits_chunk_size,
                                                   with_entropy=calculate_entropy)
@@ -151,8 +159,11 @@ class DataParallelActor:
                        max_token_len: int | None, lengths: torch.Tensor | None = None
                        ) -> tuple[list[DataProto], list[list[int]]]:
         """Split rows into micro-batches; returns the parts and each part's row indices."""
+        prompt_groups = None
+        if self.share_prompts and self._can_share and self.sort_micro_batches and "prompts" in data.batch.keys():
+            prompt_groups = prompt_group_ids(data.batch["prompts"], data.batch["attention_mask"])
         groups = micro_batch_groups(data, use_dynamic, micro_batch_size, max_token_len, lengths,
-                                    sort_by_length=self.sort_micro_batches)
+                                    sort_by_length=self.sort_micro_batches, prompt_groups=prompt_groups)
         return [data[g] for g in groups], groups
 
     def _temperature(self, data: DataProto) -> float:

@@ -60,12 +60,15 @@ def response_mask(data: DataProto) -> torch.Tensor:
 
 def micro_batch_groups(data: DataProto, use_dynamic: bool, micro_batch_size: int | None,
                        max_token_len: int | None, lengths: torch.Tensor | None = None,
-                       sort_by_length: bool = False) -> list[list[int]]:
+                       sort_by_length: bool = False, prompt_groups: list[int] | None = None) -> list[list[int]]:
     """Row indices of each micro-batch: consecutive runs of ``micro_batch_size`` rows, or with
     ``use_dynamic`` the fewest balanced groups whose ``lengths`` (default: attention-mask sums)
     fit ``max_token_len`` each. ``sort_by_length``: fixed-size groups of rows of similar length
     (rows ordered by length, ties by index), so each micro-batch, trimmed to its own longest
-    prompt and response, carries less padding; the summed loss and its gradient are the same."""
+    prompt and response, carries less padding; the summed loss and its gradient are the same.
+    With ``prompt_groups`` (a group id per row: rows with the same prompt) the sort keeps each
+    group's rows together (groups by their shortest row, rows by length inside), so prompt sharing
+    still finds its repeats in every micro-batch."""
     n = len(data)
     if n == 0:
         return []
@@ -80,7 +83,13 @@ def micro_batch_groups(data: DataProto, use_dynamic: bool, micro_batch_size: int
     if sort_by_length and micro_batch_size < n:
         if lengths is None:
             lengths = data.batch["attention_mask"].sum(dim=-1)
-        order = sorted(range(n), key=lambda i: (int(lengths[i]), i))
+        if prompt_groups is None:
+            order = sorted(range(n), key=lambda i: (int(lengths[i]), i))
+        else:
+            shortest: dict[int, tuple[int, int]] = {}
+            for i, g in enumerate(prompt_groups):
+                shortest[g] = min(shortest.get(g, (int(lengths[i]), i)), (int(lengths[i]), i))
+            order = sorted(range(n), key=lambda i: (shortest[prompt_groups[i]], int(lengths[i]), i))
         return [sorted(order[s:s + micro_batch_size]) for s in range(0, n, micro_batch_size)]
     return [list(range(s, min(s + micro_batch_size, n))) for s in range(0, n, micro_batch_size)]
 

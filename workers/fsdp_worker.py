@@ -173,11 +173,13 @@ class ActorRolloutRefWorker(Worker):
                 self.sft_optimizer = optimizer_from_spec(self.actor_module.parameters(), a.optim, lr=spec.relift.lr)
             self.actor = FSDPActor(self.actor_module, self.optimizer, actor_config(spec))
             self.actor.sort_micro_batches = spec.model.use_remove_padding
+            self.actor.share_prompts = spec.model.share_prompt_prefix
             self._optimizer_offload = a.fsdp.optimizer_offload and self.device.type == "cuda"
         if self._is_ref:
             self.ref_module = build_sharded(spec.model, spec.ref.model_path, spec.ref.fsdp, train=False, **shard)
             self.ref_policy = FSDPActor(self.ref_module, None, actor_config(spec, ref=True))
             self.ref_policy.sort_micro_batches = spec.model.use_remove_padding
+            self.ref_policy.share_prompts = spec.model.share_prompt_prefix
         if self._is_rollout:
             self.rollout = self._build_rollout()
             self._rollout_version = -1 if self._is_actor else 0

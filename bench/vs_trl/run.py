@@ -12,8 +12,9 @@ per prompt, the same response cap, fp32, one optimiser step per RL step (on-poli
 validation, no saves. Each run is a fresh process; runs alternate relift / TRL (the first system
 swaps every repeat) so load drift on a shared machine hits both. Per run: the mean of the per-step
 wall times after ``--warmup`` steps, generated tokens per second (samples x mean response length /
-step time) and the peak RSS of the whole process tree (sampled every 0.1 s from /proc, so the
-reward processes count). TRL lives in its own venv (``--trl-venv``, created on first use with the
+step time) and the peak RSS and PSS of the whole process tree (sampled every 0.1 s from /proc, so
+the reward processes count; PSS splits pages that forked processes share instead of counting them
+once per process). TRL lives in its own venv (``--trl-venv``, created on first use with the
 same torch and transformers as relift, TRL pinned to ``TRL_VERSION``); it is never a relift dependency.
 
 Writes ``OUT/results.json`` (every run) and prints a markdown table of medians over repeats with the
@@ -42,6 +43,16 @@ JOBS: dict[str, dict] = {
     "tiny": dict(hidden=128, layers=4, prompts=8, n=4, response_length=32),
     "small": dict(hidden=256, layers=6, prompts=32, n=8, response_length=64),
 }
+# the scaling sweep (issue 18.6, bench/vs_trl/sweep.sh): the tiny job with ONE of width, response
+# length or prompts per step changed
+SWEEP_AXES: dict[str, tuple[str, list[int]]] = {
+    "w": ("hidden", [256, 512, 1024]),
+    "r": ("response_length", [128, 512]),
+    "b": ("prompts", [32, 64]),
+}
+for _prefix, (_key, _values) in SWEEP_AXES.items():
+    for _value in _values:
+        JOBS[f"{_prefix}{_value}"] = {**JOBS["tiny"], _key: _value}
 
 
 def _sh(cmd: list[str], **kw) -> None:
@@ -110,13 +121,17 @@ def prepare(work: Path, jobs: list[str], seed: int) -> None:
                 num_heads=4,
                 num_kv_heads=4,
                 intermediate_size=2 * j["hidden"],
-                max_position_embeddings=256,
+                max_position_embeddings=max(256, 2 * (32 + j["response_length"])),
                 seed=seed,
             )
 
 
-def _tree_rss(root: int) -> int:
-    """Summed RSS (bytes) of ``root`` and its descendants, read from /proc (Linux)."""
+def _tree_memory(root: int) -> tuple[int, int]:
+    """(summed RSS, summed PSS) in bytes of ``root`` and its descendants, read from /proc (Linux).
+
+    RSS counts a page shared by several processes (a forked child's copy-on-write pages, shared
+    libraries) once per process; PSS splits it between them, so the PSS sum is the tree's real
+    footprint. Both are reported: relift's reward scorers are forked children, TRL scores in-process."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -127,40 +142,45 @@ def _tree_rss(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
+    rss = pss = 0
+    todo = [root]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
         try:
             with open(f"/proc/{pid}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
+                rss += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                pss += next(int(line.split()[1]) * 1024 for line in fh if line.startswith("Pss:"))
+        except (OSError, IndexError, ValueError, StopIteration):
             pass
-    return total
+    return rss, pss
 
 
 class PeakRSS:
-    """Peak summed RSS (bytes) of a process and all its descendants, sampled on a thread."""
+    """Peak summed RSS and PSS (bytes) of a process and all its descendants, sampled on a thread."""
 
     def __init__(self, pid: int, every_s: float = 0.1):
         self.pid = pid
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(every_s,), daemon=True)
         self._thread.start()
 
     def _loop(self, every_s: float) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss(self.pid))
+            rss, pss = _tree_memory(self.pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._stop.wait(every_s)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peak, self.peak_pss
 
 
-def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
+def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[tuple[int, int], float]:
     with open(log, "w") as fh:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -209,13 +229,14 @@ def relift_cmd(work: Path, name: str, steps: int, seed: int, lr: float, out: Pat
 def run_relift(work: Path, name: str, args: argparse.Namespace, tag: str, extra_env: dict[str, str]) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"relift_{name}_", dir=work))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "1", **args.relift_env, **extra_env}
-    peak, wall = _run(relift_cmd(work, name, args.steps, args.seed, args.lr, out), env, work / f"{tag}.log")
+    (peak, peak_pss), wall = _run(relift_cmd(work, name, args.steps, args.seed, args.lr, out), env, work / f"{tag}.log")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "timing_s/step" in r]
     return {
         "step_s": [r["timing_s/step"] for r in rows],
         "response_length": [r.get("response_length/mean", float("nan")) for r in rows],
         "peak_rss": peak,
+        "peak_pss": peak_pss,
         "wall_s": wall,
         "breakdown": {
             k: statistics.mean(r[k] for r in rows[args.warmup :])
@@ -240,12 +261,14 @@ def run_trl(work: Path, name: str, args: argparse.Namespace, tag: str, py: Path)
     job_file, out_file = work / f"{tag}.job.json", work / f"{tag}.out.json"
     job_file.write_text(json.dumps(job))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **args.trl_env}
-    peak, wall = _run([str(py), str(HERE / "trl_job.py"), str(job_file), str(out_file)], env, work / f"{tag}.log")
+    cmd = [str(py), str(HERE / "trl_job.py"), str(job_file), str(out_file)]
+    (peak, peak_pss), wall = _run(cmd, env, work / f"{tag}.log")
     res = json.loads(out_file.read_text())
     return {
         "step_s": res["step_s"],
         "response_length": res["response_length"],
         "peak_rss": peak,
+        "peak_pss": peak_pss,
         "wall_s": wall,
         "threads": res["threads"],
         "versions": res["versions"],
@@ -261,11 +284,12 @@ def summarise(runs: list[dict], warmup: int) -> dict[tuple[str, str], dict]:
         lens = [x for x in r["response_length"][warmup:] if x == x]
         step = statistics.mean(steps)
         tok = j["prompts"] * j["n"] * (statistics.mean(lens) if lens else float("nan")) / step
-        table.setdefault((r["job"], r["system"]), {"step": [], "tok": [], "rss": []})
+        table.setdefault((r["job"], r["system"]), {"step": [], "tok": [], "rss": [], "pss": []})
         cell = table[(r["job"], r["system"])]
         cell["step"].append(step)
         cell["tok"].append(tok)
         cell["rss"].append(r["peak_rss"] / 2**30)
+        cell["pss"].append(r.get("peak_pss", float("nan")) / 2**30)
     return {
         k: {m: statistics.median(v) for m, v in cell.items()} | {"n": len(cell["step"])} for k, cell in table.items()
     }
@@ -273,21 +297,24 @@ def summarise(runs: list[dict], warmup: int) -> dict[tuple[str, str], dict]:
 
 def print_table(summary: dict, jobs: list[str], systems: list[str]) -> None:
     """Medians per (job, system), then each system's ratio to TRL (or, without TRL, to the first)."""
-    print("| job | system | s/step | tokens/s | peak RSS GiB | runs |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| job | system | s/step | tokens/s | peak RSS GiB | peak PSS GiB | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     base_name = "trl" if "trl" in systems else systems[0]
     for name in jobs:
         for system in systems:
             c = summary.get((name, system))
             if c:
-                print(f"| {name} | {system} | {c['step']:.3f} | {c['tok']:.0f} | {c['rss']:.2f} | {c['n']} |")
+                print(
+                    f"| {name} | {system} | {c['step']:.3f} | {c['tok']:.0f} | {c['rss']:.2f} | {c['pss']:.2f} "
+                    f"| {c['n']} |"
+                )
         base = summary.get((name, base_name))
         for system in systems:
             a = summary.get((name, system))
             if a and base and system != base_name:
                 print(
                     f"| {name} | {system}/{base_name} | {a['step'] / base['step']:.2f}x | "
-                    f"{a['tok'] / base['tok']:.2f}x | {a['rss'] / base['rss']:.2f}x | |"
+                    f"{a['tok'] / base['tok']:.2f}x | {a['rss'] / base['rss']:.2f}x | {a['pss'] / base['pss']:.2f}x | |"
                 )
 
 
@@ -362,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(res)
                 print(
                     f"[vs_trl] {tag}: steps {[round(s, 3) for s in res['step_s']]} peak RSS "
-                    f"{res['peak_rss'] / 2**30:.2f} GiB load {res['loadavg'][0]:.2f}",
+                    f"{res['peak_rss'] / 2**30:.2f} GiB (PSS {res['peak_pss'] / 2**30:.2f}) "
+                    f"load {res['loadavg'][0]:.2f}",
                     flush=True,
                 )
     summary = summarise(runs, args.warmup)
@@ -376,6 +404,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{min(x[0] for x in load):.2f}..{max(x[0] for x in load):.2f}; results in {work / 'results.json'}"
     )
     print_table(summary, args.jobs, systems)
+    if any(name not in ("tiny", "small") for name in args.jobs):
+        from sweep_plot import report_sweep
+
+        report_sweep(summary, JOBS, args.jobs, systems, SWEEP_AXES, work / "sweep.png")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
 # SFT vs after RL and a PNG of reward and validation accuracy per step (examples/quickstart/report.py).
 #
 # Environment: OUT_DIR (default outputs/quickstart/seed$SEED), SEED (model init, sampling; default 1),
-# RELIFT_CPU_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS (default 1 each: repeatable numbers),
+# RELIFT_CPU_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS (default 2 each: repeatable numbers),
 # BACKEND (auto | inprocess | ray), REUSE_SFT=1 (skip stages 1-3 when $OUT_DIR/sft/hf exists: RL only),
 # and the knobs below. Extra arguments are Hydra overrides for the
 # RL stage, e.g. `sh examples/quickstart/train.sh algorithm.adv_estimator=rloo`.
@@ -45,13 +45,13 @@ RL_WARMUP="${RL_WARMUP:-20}"         # linear warmup steps: softens the first Ad
 RL_TEST_FREQ="${RL_TEST_FREQ:-25}"
 VAL_N="${VAL_N:-4}"
 VAL_TEMPERATURE="${VAL_TEMPERATURE:-1.0}"
-# two cores: one torch thread per process keeps the reward processes and the trainer from fighting.
-# RELIFT_CPU_THREADS pins the trainer's own torch threads (otherwise chosen from the node's cores, which differ
-# from machine to machine: docs/performance.md):
-# the thread count changes floating-point summation order, so a fixed count is what makes the numbers
-# repeatable and the same on machines with more cores (docs/quickstart.md, repeatable runs).
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-export RELIFT_CPU_THREADS="${RELIFT_CPU_THREADS:-1}"
+# Two torch threads, on any machine: RELIFT_CPU_THREADS pins the trainer's own count (otherwise chosen
+# from the node's cores, which differ from machine to machine: docs/performance.md). The thread count
+# changes floating-point summation order, so a fixed count is what makes the numbers repeatable and
+# the same on machines with more cores (docs/quickstart.md, repeatable runs); two is what a laptop
+# has at least, and the reward processes score between the torch passes, not during them.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-2}"
+export RELIFT_CPU_THREADS="${RELIFT_CPU_THREADS:-2}"
 export TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
 
 PYTHON="$(bash scripts/setup_env.sh | tail -n 1)"

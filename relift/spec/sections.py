@@ -101,6 +101,7 @@ class ModelSpec:
     override_config: dict[str, Any]
     load_format: str         # auto | dummy
     use_remove_padding: bool  # actor passes: length-sorted fixed-size micro-batches, each trimmed (docs/performance.md)
+    share_prompt_prefix: bool  # actor passes: each distinct prompt of a micro-batch runs once, its K/V shared
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""Prompt sharing in the actor's passes (share_prompt_prefix): log-probs and gradients equal the plain
+forward's, plain and FSDP2-sharded, and each distinct prompt really runs once."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from relift.models.tiny import build_tiny_tokenizer, make_tiny_model
+from relift.protocol import DataProto
+from workers.actor import DataParallelActor
+from workers.prompt_sharing import can_share_prompts, shared_prompt_logits
+
+P, R, N = 6, 7, 3
+
+
+def _batch(seed: int = 0, n: int = N) -> DataProto:
+    """4 prompts of 2..6 tokens (left-padded) x ``n`` samples with responses of 1..7 tokens."""
+    g = torch.Generator().manual_seed(seed)
+    p_len = torch.tensor([2, 6, 4, 5]).repeat_interleave(n)
+    prompts = torch.randint(1, 255, (4, P), generator=g).repeat_interleave(n, dim=0)
+    rows = len(p_len)
+    r_len = torch.randint(1, R + 1, (rows,), generator=g)
+    r_len[0] = R
+    cols = torch.arange(P + R)
+    mask = torch.cat([cols[None, :P] >= (P - p_len)[:, None], cols[None, :R] < r_len[:, None]], dim=1).long()
+    ids = torch.cat([prompts, torch.randint(1, 255, (rows, R), generator=g)], dim=1) * mask
+    ids[:, :P][mask[:, :P] == 0] = 256 + torch.arange(rows)[:, None].expand(-1, P)[mask[:, :P] == 0] % 3  # odd pads
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return DataProto.from_dict(
+        {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "responses": ids[:, P:]},
+        meta_info={"temperature": 0.9},
+    )
+
+
+def _model(seed: int = 0, checkpointing: bool = False):
+    model = make_tiny_model(
+        build_tiny_tokenizer(),
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        intermediate_size=64,
+        tie_word_embeddings=False,
+        seed=seed,
+    )
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def _log_probs_and_grads(model, data: DataProto, share: bool):
+    actor = DataParallelActor(model, None, {"ppo_micro_batch_size_per_gpu": len(data)})
+    actor.share_prompts = share
+    model.zero_grad(set_to_none=True)
+    weights = torch.randn(len(data), R, generator=torch.Generator().manual_seed(1))
+    lp, _ = actor._forward_micro_batch(data.batch, 0.9, False)
+    (lp * weights).sum().backward()
+    grads = {}
+    for name, p in model.named_parameters():
+        grad = p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
+        grads[name] = grad.clone()
+    return lp.detach(), grads
+
+
+def _assert_same(a, b):
+    torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-5)
+    assert a[1].keys() == b[1].keys()
+    for name in a[1]:
+        torch.testing.assert_close(a[1][name], b[1][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_shared_prompts_give_the_plain_log_probs_and_gradients():
+    data = _batch()
+    model = _model()
+    shared, plain = _log_probs_and_grads(model, data, True), _log_probs_and_grads(model, data, False)
+    _assert_same(shared, plain)
+    assert float(plain[0].abs().sum()) > 1 and any(float(g.abs().sum()) > 0 for g in plain[1].values())
+
+
+def test_each_distinct_prompt_runs_once_and_odd_padding_ids_do_not_split_them():
+    data = _batch()
+    model = _model()
+    seen: list[tuple[int, int]] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape[:2])))
+    try:
+        b = data.batch
+        logits = shared_prompt_logits(model, b["input_ids"], b["attention_mask"], b["position_ids"], P, R)
+    finally:
+        hook.remove()
+    assert seen == [(4, P), (4 * N, R)]  # 4 prompt rows once, then every response
+    assert logits.shape == (4 * N, R, model.config.vocab_size)
+    one = _batch(n=1)  # no prompt repeats: nothing to share, the caller's plain forward runs
+    ob = one.batch
+    assert shared_prompt_logits(model, ob["input_ids"], ob["attention_mask"], ob["position_ids"], P, R) is None
+
+
+def test_gradient_checkpointing_keeps_the_plain_forward():
+    assert can_share_prompts(_model()) and not can_share_prompts(_model(checkpointing=True))
+    assert not can_share_prompts(torch.nn.Linear(2, 2))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fsdp2_sharded_module_shares_prompts_with_the_same_numbers():
+    """Two forwards (prompts, then responses) before one backward under FSDP2 (world size 1 here; the
+    worker tests compare world sizes 1 and 2 with sharing on)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from relift.utils.fsdp import apply_fsdp2
+
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(_free_port())
+        dist.init_process_group("gloo", rank=0, world_size=1)
+    if dist.get_world_size() != 1:
+        pytest.skip("a process group of another size is already up in this process")
+    data = _batch(seed=3)
+    plain = _log_probs_and_grads(_model(seed=2), data, False)
+    sharded = _model(seed=2)
+    apply_fsdp2(sharded, mesh=init_device_mesh("cpu", (1,)))
+    _assert_same(_log_probs_and_grads(sharded, data, True), plain)
+
+
+def test_length_sorted_micro_batches_keep_each_prompt_group_together():
+    from workers.actor_batches import micro_batch_groups
+    from workers.prompt_sharing import prompt_group_ids
+
+    data = _batch()
+    groups = prompt_group_ids(data.batch["input_ids"][:, :P], data.batch["attention_mask"])
+    assert groups == sorted(groups, key=lambda g: groups.index(g))  # rows of one prompt are consecutive
+    assert len(set(groups)) == 4 and all(groups.count(g) == N for g in groups)
+    lengths = data.batch["attention_mask"].sum(-1)
+    parts = micro_batch_groups(data, False, N, None, lengths, sort_by_length=True, prompt_groups=groups)
+    assert sorted(i for part in parts for i in part) == list(range(4 * N))
+    assert all(len({groups[i] for i in part}) == 1 for part in parts)  # one prompt per micro-batch here
+    shortest = [min(int(lengths[i]) for i in part) for part in parts]
+    assert shortest == sorted(shortest)  # groups ordered by their shortest row
+    plain = micro_batch_groups(data, False, N, None, lengths, sort_by_length=True)
+    assert any(len({groups[i] for i in part}) > 1 for part in plain)  # the plain sort mixes prompts
