@@ -1,9 +1,11 @@
 """Per-token cost of the HF rollout's decode loop, and what pruning finished rows saves (issue 18.4).
 
 Times ``HFRollout.generate_sequences`` on a tiny random Qwen2 (CPU, fp32). Rows of one batch (1 row:
-the per-step Python/dispatch overhead; many rows: the compute) and, with ``--eos-bias``, rows that
-stop at spread-out lengths, with finished rows pruned from the decode batch (the default) or kept
-until the end (``PRUNE_FRACTION`` set out of reach). Runs alternate; medians are printed.
+the per-step Python/dispatch overhead; many rows: the compute), each through the lean static-cache
+decode step (the default for Llama-shaped models) and through the transformers forward at every
+step; and, with ``--eos-bias``, rows that stop at spread-out lengths (HF loop: the bias is a wrapper
+module), with finished rows pruned from the decode batch (the default) or kept until the end
+(``PRUNE_FRACTION`` set out of reach). Runs alternate; medians are printed.
 
     python bench/bench_decode.py
     python bench/bench_decode.py --hidden 256 --layers 6 --rows 256 --length 64 --eos-bias 4
@@ -81,12 +83,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     cfg = {"response_length": args.length, "do_sample": True, "temperature": 1.0}
     ids = dict(eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
-    plain = hf.HFRollout(model, cfg, **ids)
-    biased = hf.HFRollout(EosBias(model, tok.eos_token_id, args.eos_bias), cfg, **ids)
+    plain = hf.HFRollout(model, cfg, **ids)  # the lean static-cache decode step (workers/rollout/static_decode.py)
+    hf_loop = hf.HFRollout(model, cfg, **ids)
+    hf_loop.static_decode = False  # the transformers forward at every step
+    biased = hf.HFRollout(EosBias(model, tok.eos_token_id, args.eos_bias), cfg, **ids)  # a wrapper: HF loop
     default_prune = hf.PRUNE_FRACTION
     cases = {
-        "1 row, no EOS bias": (plain, _prompts(tok, 1), default_prune),
-        f"{args.rows} rows, no EOS bias": (plain, _prompts(tok, args.rows), default_prune),
+        "1 row, static cache": (plain, _prompts(tok, 1), default_prune),
+        "1 row, HF forward per step": (hf_loop, _prompts(tok, 1), default_prune),
+        f"{args.rows} rows, static cache": (plain, _prompts(tok, args.rows), default_prune),
+        f"{args.rows} rows, HF forward per step": (hf_loop, _prompts(tok, args.rows), default_prune),
         f"{args.rows} rows, EOS bias, pruned": (biased, _prompts(tok, args.rows), default_prune),
         f"{args.rows} rows, EOS bias, kept": (biased, _prompts(tok, args.rows), 10**9),
     }
