@@ -228,8 +228,12 @@ def relift_cmd(work: Path, name: str, steps: int, seed: int, lr: float, out: Pat
 
 def run_relift(work: Path, name: str, args: argparse.Namespace, tag: str, extra_env: dict[str, str]) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"relift_{name}_", dir=work))
+    # a variant's KEY=VALUE with a dot in KEY is a Hydra override for relift, anything else an env var
+    overrides = [f"{k}={v}" for k, v in extra_env.items() if "." in k]
+    extra_env = {k: v for k, v in extra_env.items() if "." not in k}
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "1", **args.relift_env, **extra_env}
-    (peak, peak_pss), wall = _run(relift_cmd(work, name, args.steps, args.seed, args.lr, out), env, work / f"{tag}.log")
+    cmd = relift_cmd(work, name, args.steps, args.seed, args.lr, out) + overrides
+    (peak, peak_pss), wall = _run(cmd, env, work / f"{tag}.log")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "timing_s/step" in r]
     return {
@@ -352,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs="*",
         default=[],
         metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
-        help="extra relift systems with their own env, e.g. t1:RELIFT_CPU_THREADS=1",
+        help="extra relift systems with their own env vars or (KEY with a dot) Hydra overrides, e.g. "
+        "t1:RELIFT_CPU_THREADS=1 or mb32:actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32",
     )
     args = p.parse_args(argv)
     if args.warmup >= args.steps:
