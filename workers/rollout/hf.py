@@ -113,8 +113,8 @@ class HFRollout(BaseRollout):
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         self.shares_module = shares_module
-        # Llama-shaped models decode through a preallocated cache with plain tensor ops (4x fewer
-        # dispatches on CPU; docs/performance.md); set False to force the HF forward at every step
+        # Llama-shaped models decode through a preallocated cache with plain tensor ops (fewer
+        # dispatches per token on CPU; docs/performance.md); set False to force the HF forward at every step
         self.static_decode = supports_static_decode(module)
         self._prefill_kwargs = {"logits_to_keep": 1} if _accepts_kwarg(module, "logits_to_keep") else {}
         device = next(module.parameters()).device
@@ -195,7 +195,7 @@ class HFRollout(BaseRollout):
         if self.static_decode and settings.response_length > 1 and hasattr(cache, "layers"):
             fast = StaticDecoder(self.module, input_ids.shape[1] + settings.response_length)
             fast.start(cache, attention_mask)
-            cache = None  # the HF cache is not needed any more: free it
+            cache = out = None  # the HF cache is not needed any more: free it
         can_prune = fast is not None or hasattr(cache, "batch_select_indices")
         mask = attention_mask
         pos = position_ids[:, -1]
