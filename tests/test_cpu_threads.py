@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from trainer.plan.checker import ConfigChecker
 from trainer.plan.common import check_cpu_threads
 from workers.cpu_threads import MIN_HIDDEN_FOR_ALL_THREADS, choose_cpu_threads, prefer_passive_omp_wait
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -89,3 +94,20 @@ def test_auto_is_a_pure_function_of_its_inputs():
 def test_an_explicit_count_below_one_raises():
     with pytest.raises(ValueError, match="trainer.cpu_threads must be >= 1"):
         choose_cpu_threads(0, "trainer.cpu_threads", cores=2, local_world_size=1, hidden_size=64)
+
+
+def test_entry_points_set_passive_wait_before_torch_loads():
+    """libgomp reads the policy once, when torch loads: importing the trainer package must set it
+    first (a call after ``import torch`` changes nothing), and leave a user's own policy alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys, os; import trainer; assert 'torch' not in sys.modules, 'torch loaded too early'; "
+            "import trainer.main_rl; print(os.environ.get('OMP_WAIT_POLICY'))")
+    for preset, want in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if preset:
+            env["OMP_WAIT_POLICY"] = preset
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == want

@@ -90,10 +90,6 @@ def hydra_entry(config_name: str, run_main: Callable[[DictConfig], int]) -> Call
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)
     def main(cfg: DictConfig) -> None:
-        from workers.cpu_threads import prefer_passive_omp_wait  # noqa: PLC0415
-
-        prefer_passive_omp_wait()  # before anything imports torch (docs/performance.md, section 2)
-
         if ported is not None:
             problems = finish(cfg, ported)
             if problems:

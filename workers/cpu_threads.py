@@ -77,7 +77,8 @@ def prefer_passive_omp_wait() -> str:
     default). On a CPU shared with other processes the spinning threads steal the cores the working
     threads need, and a 2-thread torch step became 10-30x slower than a 1-thread one on a loaded
     2-core box (docs/performance.md). Passive waiting sleeps instead. It changes no result, only
-    timing. libgomp reads the variable when it loads, so this must run before ``import torch``
-    (the trainers' entry point calls it first; Ray workers started by the driver inherit it).
+    timing. libgomp reads the variable when it loads, so this must run before ``import torch``:
+    importing the ``trainer`` package does it, before any entry point imports torch (Ray workers
+    started by the driver inherit it). Call this from other programs before their torch import.
     """
     return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
