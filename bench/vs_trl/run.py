@@ -194,7 +194,6 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[tuple[int, int
 
 def relift_cmd(work: Path, name: str, steps: int, seed: int, lr: float, out: Path) -> list[str]:
     j = JOBS[name]
-    batch = j["prompts"] * j["n"]
     return [
         sys.executable,
         "-m",
@@ -208,7 +207,8 @@ def relift_cmd(work: Path, name: str, steps: int, seed: int, lr: float, out: Pat
         f"actor_rollout_ref.rollout.n={j['n']}",
         "actor_rollout_ref.rollout.temperature=1.0",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={j['prompts']}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
+        # micro-batches by token budget (relift's default budget, 4096 tokens), as verl's GRPO recipes run
+        "actor_rollout_ref.actor.use_dynamic_bsz=true",
         f"actor_rollout_ref.actor.optim.lr={lr}",
         "actor_rollout_ref.actor.optim.weight_decay=0.0",
         "algorithm.adv_estimator=grpo",
