@@ -73,13 +73,15 @@ def standin_venv(root: Path) -> Path:
     return venv
 
 
-def _record(cmd: list[str], env: dict[str, str], cwd: str, record: Path,
-            timeout: int = 60) -> tuple[subprocess.CompletedProcess, list[Call]]:
+def _record(
+    cmd: list[str], env: dict[str, str], cwd: str, record: Path, timeout: int = 60
+) -> tuple[subprocess.CompletedProcess, list[Call]]:
     record.mkdir(parents=True, exist_ok=True)
     for old in record.iterdir():
         old.unlink()
-    res = subprocess.run(cmd, cwd=cwd, env={**env, "RELIFT_TEST_RECORD": str(record)},
-                         capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(
+        cmd, cwd=cwd, env={**env, "RELIFT_TEST_RECORD": str(record)}, capture_output=True, text=True, timeout=timeout
+    )
     calls = []
     n = 0
     while (record / f"{n}.argv").exists():

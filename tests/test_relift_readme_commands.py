@@ -146,7 +146,9 @@ def test_training_commands_plan_relift(command, model, n_gpus, data):
 
 def test_relifts_model_root_path_names_the_model(data):
     cfg = composed_config(
-        ["bash", "-c", f"{README[3]} --cfg job"], standin_env(data, MODEL_ROOT_PATH="/models"), str(REPO),
+        ["bash", "-c", f"{README[3]} --cfg job"],
+        standin_env(data, MODEL_ROOT_PATH="/models"),
+        str(REPO),
         Path(data["home"]) / "calls",
     )
     assert cfg["actor_rollout_ref"]["model"]["path"] == "/models/Qwen2.5-Math-7B-16k-think"
