@@ -227,13 +227,14 @@ def test_help_prints_usage_and_does_nothing_else(shell, flag, tmp_path):
 
 
 # one recipe per launcher family runs with the real interpreter: grpo_relift_settings.sh (single node),
-# the train_two_nodes.sh -> train_2nodes.sh -> common/on_nodes.sh chain, redi/_offline.sh, kk/common.sh,
-# and the evaluation scripts, whose python calls also prepare data (not replayable by the stand-in)
+# the train_two_nodes.sh -> train_2nodes.sh -> common/on_nodes.sh chain, redi/_offline.sh, kk/common.sh
+# (eval.sh: one python call; grpo_7b.sh makes two), and the evaluation scripts, whose python calls also
+# prepare data (not replayable by the stand-in)
 REAL_PYTHON = {
     "examples/math-7b/train.sh",
     "examples/math-7b/train_two_nodes.sh",
     "examples/redi/redi.sh",
-    "examples/kk/grpo_7b.sh",
+    "examples/kk/eval.sh",
     "examples/redi/eval.sh",
     "eval_scripts/eval_math.sh",
     "eval_scripts/inference.sh",
@@ -243,7 +244,7 @@ REAL_PYTHON = {
 def test_every_recipe_is_planned_one_way_or_the_other():
     assert REAL_PYTHON <= set(RECIPES)
     families = {"examples/math-7b/train.sh", "examples/math-7b/train_two_nodes.sh", "examples/redi/redi.sh"}
-    assert families | {"examples/kk/grpo_7b.sh"} <= REAL_PYTHON
+    assert families | {"examples/kk/eval.sh"} <= REAL_PYTHON
 
 
 @pytest.mark.parametrize("script", sorted(set(RECIPES) - REAL_PYTHON))

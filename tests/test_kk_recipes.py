@@ -3,7 +3,7 @@
 Each runs for real with ``trainer.dry_run=true trainer.check_devices=false`` on small generated data,
 from a working directory outside the checkout, with ``PYTHON`` pointing at a stand-in interpreter that
 records each call; the recorded trainer calls are then planned in this process by what
-``trainer.dry_run=true`` runs (tests/recipe_replay.py). tests/test_every_script.py runs grpo_7b.sh
+``trainer.dry_run=true`` runs (tests/recipe_replay.py). tests/test_every_script.py runs eval.sh
 with the real interpreter.
 """
 
