@@ -2,8 +2,12 @@
 
 * ``--help`` / ``-h`` under ``sh`` (dash here) and ``bash`` prints usage and does nothing else: no
   python is looked for (``RELIFT_VENV`` points nowhere), no file appears in the working directory.
-* Each recipe plans with ``sh`` from an unrelated directory and ``trainer.dry_run=true``, picking its
-  Python the documented way (``RELIFT_VENV``; ``PYTHON`` unset), on tiny local data.
+* Each recipe plans with ``sh`` from an unrelated directory and ``trainer.dry_run=true`` on tiny local
+  data. One recipe per launcher family (:data:`REAL_PYTHON`) runs end to end with the real interpreter,
+  picked the documented way (``RELIFT_VENV``; ``PYTHON`` unset). The others run the same way with
+  ``RELIFT_VENV`` naming a stand-in interpreter that records each call; the recorded trainer calls are
+  then composed and planned in this process by the functions ``trainer.dry_run=true`` runs
+  (tests/recipe_replay.py): same shell, same overrides, same checks, without 5-10 s of imports each.
 * The scripts meant to be sourced (``examples/ray_start.sh``, ``examples/ray_connect.sh``) never exit
   the sourcing shell and leave its options, variables and positional parameters as they were.
 * Without an environment a script says how to make one (``bash scripts/setup_env.sh``), exit 2.
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.recipe_replay import dry_run, standin_venv
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent  # the environment running the tests: RELIFT_VENV for the scripts
@@ -220,7 +226,39 @@ def test_help_prints_usage_and_does_nothing_else(shell, flag, tmp_path):
     assert list(cwd.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["cwd"]
 
 
-@pytest.mark.parametrize("script", sorted(RECIPES))
+# one recipe per launcher family runs with the real interpreter: grpo_relift_settings.sh (single node),
+# the train_two_nodes.sh -> train_2nodes.sh -> common/on_nodes.sh chain, redi/_offline.sh, kk/common.sh
+# (eval.sh: one python call; grpo_7b.sh makes two), and the evaluation scripts, whose python calls also
+# prepare data (not replayable by the stand-in)
+REAL_PYTHON = {
+    "examples/math-7b/train.sh",
+    "examples/math-7b/train_two_nodes.sh",
+    "examples/redi/redi.sh",
+    "examples/kk/eval.sh",
+    "examples/redi/eval.sh",
+    "eval_scripts/eval_math.sh",
+    "eval_scripts/inference.sh",
+}
+
+
+def test_every_recipe_is_planned_one_way_or_the_other():
+    assert REAL_PYTHON <= set(RECIPES)
+    families = {"examples/math-7b/train.sh", "examples/math-7b/train_two_nodes.sh", "examples/redi/redi.sh"}
+    assert families | {"examples/kk/eval.sh"} <= REAL_PYTHON
+
+
+@pytest.mark.parametrize("script", sorted(set(RECIPES) - REAL_PYTHON))
+def test_recipe_plans_with_sh_through_a_standin_python(script, data, tmp_path):
+    make_env, marker = RECIPES[script]
+    venv = standin_venv(tmp_path)
+    env = clean_env(RELIFT_VENV=str(venv), HOME=data["home"], **make_env(data))
+    res = dry_run(["sh", str(REPO / script), *DRY], env, data["cwd"], tmp_path / "calls")
+    assert res.returncode == 0, (script, res.stdout[-2000:], res.stderr[-3000:])
+    assert marker in res.stdout, (script, res.stdout[-2000:])
+    assert {c.cwd for c in res.calls} == {data["cwd"]}  # the trainer ran where the user stood
+
+
+@pytest.mark.parametrize("script", sorted(REAL_PYTHON))
 def test_recipe_plans_with_sh_and_the_documented_python(script, data):
     make_env, marker = RECIPES[script]
     env = clean_env(RELIFT_VENV=str(VENV), HOME=data["home"], **make_env(data))

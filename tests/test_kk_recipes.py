@@ -1,7 +1,10 @@
 """The knights-and-knaves recipes (examples/kk/) compose and pass their plans' checks under sh and bash.
 
 Each runs for real with ``trainer.dry_run=true trainer.check_devices=false`` on small generated data,
-``PYTHON`` pointing at this interpreter, from a working directory outside the checkout.
+from a working directory outside the checkout, with ``PYTHON`` pointing at a stand-in interpreter that
+records each call; the recorded trainer calls are then planned in this process by what
+``trainer.dry_run=true`` runs (tests/recipe_replay.py). tests/test_every_script.py runs eval.sh
+with the real interpreter.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.recipe_replay import Replayed, dry_run, standin_venv
 
 REPO = Path(__file__).resolve().parents[1]
 KK = REPO / "examples" / "kk"
@@ -27,12 +32,12 @@ def kk_data(tmp_path_factory) -> Path:
     return out
 
 
-def run(shell: str, script: str, kk_data: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": str(kk_data), "HOME": str(cwd), **env}
+def run(shell: str, script: str, kk_data: Path, cwd: Path, *args: str, **env: str) -> Replayed:
+    python = standin_venv(cwd) / "bin" / "python"
+    full = {**os.environ, "PYTHON": str(python), "DATA_DIR": str(kk_data), "HOME": str(cwd), **env}
     for k in ("RAY_ADDRESS", "TRAIN_FILES", "VAL_FILES"):
         full.pop(k, None)
-    return subprocess.run([shell, str(KK / script), *args], env=full, cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return dry_run([shell, str(KK / script), *args], full, str(cwd), cwd / "calls")
 
 
 def plan_values(stdout: str, label: str) -> list[str]:

@@ -1,9 +1,11 @@
 """The GPU recipes in examples/ compose and pass the plan's checks (so they cannot rot).
 
-Each script runs for real through bash with ``PYTHON`` pointing at this interpreter (so a script
-that ignored ``PYTHON`` would fail: the system python3 has no hydra), tiny local data files, and
-``trainer.dry_run=true trainer.check_devices=false``: the config is composed and every check runs
-except the CUDA / vLLM availability ones, which a CPU machine cannot pass.
+Each script runs for real through bash (or sh) with ``PYTHON`` pointing at a stand-in interpreter that
+records its calls (so a script that ignored ``PYTHON`` would record nothing and fail), tiny local data
+files, and ``trainer.dry_run=true trainer.check_devices=false``; each recorded trainer call is then
+composed and planned in this process by what ``trainer.dry_run=true`` runs (tests/recipe_replay.py):
+every check runs except the CUDA / vLLM availability ones, which a CPU machine cannot pass. The same
+recipes run end to end with the real interpreter in tests/test_every_script.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.recipe_replay import Replayed, composed_config, dry_run, standin_venv
 
 REPO = Path(__file__).resolve().parents[1]
 DRY = ["trainer.dry_run=true", "trainer.check_devices=false"]
@@ -32,14 +36,13 @@ def data(tmp_path_factory) -> dict[str, str]:
     (d / "qwen-math").mkdir()
     (d / "qwen-math" / "config.json").write_text(json.dumps({"max_position_embeddings": 4096, "rope_theta": 10000.0}))
     return {"train": str(d / "train.parquet"), "val": str(d / "valid.parquet"), "math_model": str(d / "qwen-math"),
-            "home": str(d)}
+            "home": str(d), "python": str(standin_venv(d) / "bin" / "python"), "calls": str(d / "calls")}
 
 
-def run_recipe(script: str, data: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHON": sys.executable, "TRAIN_FILES": data["train"], "VAL_FILES": data["val"], **env}
+def run_recipe(script: str, data: dict[str, str], *args: str, shell: str = "bash", **env: str) -> Replayed:
+    full_env = {**os.environ, "PYTHON": data["python"], "TRAIN_FILES": data["train"], "VAL_FILES": data["val"], **env}
     full_env.pop("RAY_ADDRESS", None)
-    return subprocess.run(["bash", str(REPO / "examples" / script), *args], env=full_env, cwd=data["home"],
-                          capture_output=True, text=True, timeout=120)
+    return dry_run([shell, str(REPO / "examples" / script), *args], full_env, data["home"], Path(data["calls"]))
 
 
 def plan_value(stdout: str, label: str) -> str:
@@ -96,9 +99,8 @@ def test_math_recipe_widens_the_qwen_math_context(data):
 
 def test_recipe_default_data_paths_are_checked(data):
     env = {k: v for k, v in os.environ.items() if k not in ("TRAIN_FILES", "VAL_FILES", "RAY_ADDRESS")}
-    env.update(PYTHON=sys.executable, HOME=data["home"])
-    res = subprocess.run(["bash", str(REPO / "examples" / "7b" / "train.sh"), *DRY], env=env, cwd=data["home"],
-                         capture_output=True, text=True, timeout=120)
+    env.update(PYTHON=data["python"], HOME=data["home"])
+    res = dry_run(["bash", str(REPO / "examples" / "7b" / "train.sh"), *DRY], env, data["home"], Path(data["calls"]))
     assert res.returncode == 2
     assert f"data.train_files: file not found: {data['home']}/data/openr1/train.parquet" in res.stderr
     assert f"data.val_files: file not found: {data['home']}/data/openr1/valid.parquet" in res.stderr
@@ -124,21 +126,17 @@ def test_on_nodes_needs_a_recipe(data):
 RECIPE_DIRS = ("math-1.5b", "math-7b", "7b")
 
 
-def run_sh(script: str, data: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess:
+def run_sh(script: str, data: dict[str, str], *args: str, **env: str) -> Replayed:
     """Like run_recipe, through `sh` (dash here) from an unrelated directory."""
-    full_env = {**os.environ, "PYTHON": sys.executable, "TRAIN_FILES": data["train"], "VAL_FILES": data["val"], **env}
-    full_env.pop("RAY_ADDRESS", None)
-    return subprocess.run(["sh", str(REPO / "examples" / script), *args], env=full_env, cwd=data["home"],
-                          capture_output=True, text=True, timeout=120)
+    return run_recipe(script, data, *args, shell="sh", **env)
 
 
 def composed(script: str, data: dict[str, str], **env: str) -> dict:
     """The Hydra config a recipe composes (`--cfg job`), as a dict."""
-    from omegaconf import OmegaConf
-
-    res = run_sh(script, data, "--cfg", "job", **env)
-    assert res.returncode == 0, (script, res.stderr)
-    return OmegaConf.to_container(OmegaConf.create(res.stdout), resolve=False)
+    full_env = {**os.environ, "PYTHON": data["python"], "TRAIN_FILES": data["train"], "VAL_FILES": data["val"], **env}
+    full_env.pop("RAY_ADDRESS", None)
+    return composed_config(["sh", str(REPO / "examples" / script), "--cfg", "job"], full_env, data["home"],
+                           Path(data["calls"]))
 
 
 @pytest.mark.parametrize("recipe", RECIPE_DIRS)
@@ -200,7 +198,7 @@ def test_rl_only_two_node_recipes_and_help(data):
         assert ("relift sft batch" in res.stdout) == script.endswith("/train_2nodes.sh")
     for script in ("7b/train.sh", "7b/train_rl.sh", "math-7b/train_2nodes.sh", "math-7b/train_rl_2nodes.sh"):
         res = run_sh(script, data, "--help")
-        assert res.returncode == 0 and "relift RL plan" not in res.stdout
+        assert res.returncode == 0 and "relift RL plan" not in res.stdout and res.calls == []  # no python at all
         assert "sh examples/" in res.stdout and not res.stdout.startswith("#")
 
 

@@ -1,8 +1,11 @@
 """examples/redi/*.sh compose and pass the plan's checks with the REDI paper's settings (dry runs).
 
 Each recipe runs for real under both ``sh`` and ``bash``, from a directory outside the repo, with
-``PYTHON`` pointing at this interpreter, tiny local data and a local config dir shaped like
-Qwen2.5-Math-1.5B's (4096 positions): the plans only pass because the recipes widen the context.
+tiny local data and a local config dir shaped like Qwen2.5-Math-1.5B's (4096 positions): the plans
+only pass because the recipes widen the context. The training recipes run with ``PYTHON`` pointing at
+a stand-in interpreter that records each call; the recorded trainer call is then planned in this
+process by what ``trainer.dry_run=true`` runs (tests/recipe_replay.py); tests/test_every_script.py runs
+redi.sh with the real interpreter. eval.sh runs with this interpreter (its python calls also prepare data).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.recipe_replay import Replayed, dry_run, standin_venv
 
 REPO = Path(__file__).resolve().parents[1]
 DRY = ["trainer.dry_run=true", "trainer.check_devices=false"]
@@ -44,6 +49,15 @@ def run(shell: str, script: str, data: dict[str, str], *args: str, **env: str) -
                           capture_output=True, text=True, timeout=180)
 
 
+def plan(shell: str, script: str, data: dict[str, str], *args: str, **env: str) -> Replayed:
+    """Like run(), through the stand-in interpreter; the trainer call is planned in this process."""
+    python = standin_venv(Path(data["home"])) / "bin" / "python"
+    full = {**os.environ, "PYTHON": str(python), "MODEL_PATH": data["model"], **env}
+    full.pop("RAY_ADDRESS", None)
+    return dry_run([shell, str(REPO / "examples" / "redi" / script), *args], full, data["home"],
+                   Path(data["home"]) / "calls")
+
+
 def plan_value(stdout: str, label: str) -> str:
     for line in stdout.splitlines():
         if line.strip().startswith(label + "  "):
@@ -63,7 +77,7 @@ EXPECTED = {  # script: (files, loss row, learning rate, examples per step)
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_recipe_plans_with_the_paper_settings(shell, script, data):
     files, loss, lr, per_step = EXPECTED[script]
-    res = run(shell, script, data, *DRY, TRAIN_FILES=data[files])
+    res = plan(shell, script, data, *DRY, TRAIN_FILES=data[files])
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert plan_value(out, "loss") == loss
@@ -82,7 +96,7 @@ def test_recipe_plans_with_the_paper_settings(shell, script, data):
 
 
 def test_recipe_needs_the_widened_context(data):
-    res = run("sh", "redi.sh", data, *DRY, "~model.override_config.max_position_embeddings", TRAIN_FILES=data["pairs"])
+    res = plan("sh", "redi.sh", data, *DRY, "~model.override_config.max_position_embeddings", TRAIN_FILES=data["pairs"])
     assert res.returncode == 2
     assert "exceeds the model's max_position_embeddings (4096)" in res.stderr
 

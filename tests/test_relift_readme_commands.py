@@ -4,6 +4,12 @@ The commands are ReLIFT's (github.com/TheRoadQaQ/ReLIFT, README.md, "Usage"), ea
 checkout's root with the environment active (its bin/ first on PATH, as ReLIFT's `conda activate`),
 followed only by what turns it into a dry run: ``--help``, ``trainer.dry_run=true`` (recipes pass extra
 arguments to the trainer) or ``DRY_RUN=1`` (the Ray scripts). Tiny local data stands in for the hub.
+
+The training commands run with the environment's python replaced by a stand-in that records each call;
+the recorded trainer calls are planned in this process by what ``trainer.dry_run=true`` runs
+(tests/recipe_replay.py). ``sh ./examples/math-7b/train.sh`` (a dry run and ``--cfg job``) and the
+evaluation command also run with the real interpreter, as does one recipe per launcher in
+tests/test_every_script.py.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.recipe_replay import dry_run, standin_venv
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
@@ -82,6 +90,28 @@ def run(command: str, data: dict[str, str], **env: str) -> subprocess.CompletedP
     return subprocess.run(["bash", "-c", command], cwd=REPO, env=full, capture_output=True, text=True, timeout=300)
 
 
+def standin_env(data: dict[str, str], **env: str) -> dict[str, str]:
+    """run()'s environment with the stand-in environment activated instead of the real one."""
+    venv = standin_venv(Path(data["home"]))
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHON", "RAY_ADDRESS", "MODEL_PATH", "MODEL_ROOT_PATH", "MASTER_ADDR")
+        and not k.startswith("RAY_")
+    }
+    full.update(
+        {
+            "PATH": f"{venv / 'bin'}{os.pathsep}{full.get('PATH', '')}",
+            "RELIFT_VENV": str(venv),
+            "HOME": data["home"],
+            "TRAIN_FILES": data["train"],
+            "VAL_FILES": data["val"],
+            **env,
+        }
+    )
+    return full
+
+
 def plan_value(stdout: str, label: str) -> str:
     for line in stdout.splitlines():
         if line.strip().startswith(label + "  "):
@@ -107,7 +137,8 @@ def test_prepare_train_from_inside_dataset(data):
     [(README[1], None, 8), (README[2], "model", 8), (README[3], "model", 8), (README[6], "model", 16)],
 )
 def test_training_commands_plan_relift(command, model, n_gpus, data):
-    res = run(f"{command} {DRY}", data, **({"MODEL_PATH": data[model]} if model else {}))
+    env = standin_env(data, **({"MODEL_PATH": data[model]} if model else {}))
+    res = dry_run(["bash", "-c", f"{command} {DRY}"], env, str(REPO), Path(data["home"]) / "calls")
     assert res.returncode == 0, res.stderr[-3000:]
     assert plan_value(res.stdout, "world size") == str(n_gpus)
     assert plan_value(res.stdout, "relift sft batch") == "128"  # ReLIFT's fine-tuning hook is on
@@ -115,9 +146,16 @@ def test_training_commands_plan_relift(command, model, n_gpus, data):
 
 
 def test_relifts_model_root_path_names_the_model(data):
+    # with the real interpreter: the one run of Hydra's own `--cfg job` through a recipe
     res = run(f"{README[3]} --cfg job", data, MODEL_ROOT_PATH="/models")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "path: /models/Qwen2.5-Math-7B-16k-think" in res.stdout
+
+
+def test_the_math_7b_command_plans_with_the_real_interpreter(data):
+    res = run(f"{README[3]} {DRY}", data, MODEL_PATH=data["model"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert plan_value(res.stdout, "world size") == "8" and plan_value(res.stdout, "relift sft batch") == "128"
 
 
 @pytest.mark.parametrize(
