@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-AXIS_LABELS = {"hidden": "model width (hidden size)", "response_length": "response tokens", "prompts": "prompts per step"}
+AXIS_LABELS = {
+    "hidden": "model width (hidden size)",
+    "response_length": "response tokens",
+    "prompts": "prompts per step",
+}
 
 
 def _points(summary: dict, jobs: dict, axis_key: str, names: list[str], system: str) -> list[tuple[int, dict]]:
