@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os as _os
+from workers.cpu_threads import prefer_passive_omp_wait as _prefer_passive_omp_wait
 
-# libgomp reads OMP_WAIT_POLICY once, when torch loads it, so the passive default must be in the
-# environment before any entry point (python -m trainer.<main>) imports torch; a user's own policy
-# wins. Why passive: workers/cpu_threads.py, prefer_passive_omp_wait.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# libgomp reads OMP_WAIT_POLICY once, when torch loads it, so the choice (passive on a busy node,
+# libgomp's spinning default on a quiet one, a user's own policy always) must be made before any
+# entry point (python -m trainer.<main>) imports torch: workers/cpu_threads.py says why.
+OMP_WAIT_POLICY = _prefer_passive_omp_wait()

@@ -7,8 +7,8 @@ from the node and the work:
 * ``share`` = usable cores (the process's CPU affinity) // policy workers on this node;
 * a model narrower than ``min_hidden`` gets one thread (its matmuls too small for a second thread
   to pay for the fork/join of every op), any other model the whole share. The default
-  :data:`MIN_HIDDEN_FOR_ALL_THREADS` is 0: with passive OpenMP waiting (:func:`prefer_passive_omp_wait`)
-  the whole share won on every model we measured, the tiny one included (docs/performance.md);
+  :data:`MIN_HIDDEN_FOR_ALL_THREADS` is 0: the whole share won on every model we measured, the tiny
+  one included (docs/performance.md; OpenMP's wait policy: :func:`prefer_passive_omp_wait`);
 * the reward processes get no core of their own: they score between the generation and the
   update, not during them.
 
@@ -25,6 +25,7 @@ __all__ = [
     "MIN_HIDDEN_FOR_ALL_THREADS",
     "ThreadChoice",
     "choose_cpu_threads",
+    "omp_wait_policy_for",
     "prefer_passive_omp_wait",
     "usable_cores",
 ]
@@ -70,15 +71,36 @@ def choose_cpu_threads(
     return ThreadChoice(share, f"{share} (auto: {where})")
 
 
-def prefer_passive_omp_wait() -> str:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a policy; returns the policy in force.
+def omp_wait_policy_for(load: float, cores: int) -> str | None:
+    """``"PASSIVE"`` when the node is already busy (1-minute load >= usable cores + 1: the average lags
+    by a minute, so a run that just ended on a quiet node still shows about ``cores``), else None
+    (libgomp's own default: spin a little, then sleep).
 
-    OpenMP threads that finish a parallel region spin while waiting for the next one (libgomp's
-    default). On a CPU shared with other processes the spinning threads steal the cores the working
-    threads need, and a 2-thread torch step became 10-30x slower than a 1-thread one on a loaded
-    2-core box (docs/performance.md). Passive waiting sleeps instead. It changes no result, only
-    timing. libgomp reads the variable when it loads, so this must run before ``import torch``:
+    Why: idle OpenMP threads spin before they sleep. On a quiet CPU that is what makes small ops fast
+    (tiny bench job: 0.43 s/step with libgomp's default vs 0.81 s with passive waiting); on a CPU
+    shared with other busy processes the spinning steals the cores the working threads need (a
+    2-thread SFT step took 5.8 s instead of 0.3 s at load 5 on 2 cores; docs/performance.md). The
+    wait policy changes no result, only timing, so choosing it from the load keeps runs repeatable.
+    """
+    return "PASSIVE" if load >= cores + 1 else None
+
+
+def prefer_passive_omp_wait() -> str:
+    """Set ``OMP_WAIT_POLICY`` from :func:`omp_wait_policy_for` unless the user set a policy; returns
+    the policy in force ("default" = libgomp's).
+
+    libgomp reads the variable once, when torch loads it, so this must run before ``import torch``:
     importing the ``trainer`` package does it, before any entry point imports torch (Ray workers
     started by the driver inherit it). Call this from other programs before their torch import.
     """
-    return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" in os.environ:
+        return os.environ["OMP_WAIT_POLICY"] or "default"
+    try:
+        load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return "default"
+    policy = omp_wait_policy_for(load, cores)
+    if policy is None:
+        return "default"
+    os.environ["OMP_WAIT_POLICY"] = policy
+    return policy

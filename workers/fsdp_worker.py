@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -212,7 +213,8 @@ class ActorRolloutRefWorker(Worker):
                          "hidden_size", None) if world.cpu_threads is None else None
         choice = choose_cpu_threads(world.cpu_threads, world.cpu_threads_from, cores=usable_cores(),
                                     local_world_size=self.local_world_size, hidden_size=hidden)
-        logger.info("rank %d: torch threads %s", self.rank, choice.reason)
+        logger.info("rank %d: torch threads %s, OpenMP wait policy %s", self.rank, choice.reason,
+                    os.environ.get("OMP_WAIT_POLICY") or "default (spin, then sleep)")
         return choice.threads
 
     def _require(self, what: str, ok: bool, role_needed: str) -> None:
