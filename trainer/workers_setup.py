@@ -131,7 +131,8 @@ def build_worker_groups(worker: PolicyWorkerSpec, ray_init: RayInitSpec, *, with
 
 def _init_models(groups: WorkerGroups) -> None:
     """Load the policy and start the reward scorers at the same time (issue 18.5: the scorer
-    processes import their libraries while the model loads); the first error wins, after both ended."""
+    processes import their libraries while the model loads). Both are waited for; if both fail, the
+    policy's error is the one raised."""
     if groups.reward is None:
         groups.actor.init_model()
         return

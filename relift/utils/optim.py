@@ -98,7 +98,7 @@ def _can_fuse(params: list[Any]) -> bool:
     """Whether torch's fused AdamW kernel takes these parameters: one device type, CPU or CUDA, floats.
 
     Why: torch defaults to its per-tensor loop on CPU; the fused kernel is the same update in one
-    call per tensor list (2.5x faster optimiser step on a tiny model, docs/performance.md) and the
+    call per tensor list (2.8x faster optimiser step on a tiny model, docs/performance.md) and the
     same state dict, so checkpoints load either way.
     """
     tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
