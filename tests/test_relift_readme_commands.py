@@ -70,29 +70,8 @@ def data(tmp_path_factory) -> dict[str, str]:
     }
 
 
-def run(command: str, data: dict[str, str], **env: str) -> subprocess.CompletedProcess:
-    full = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHON", "RAY_ADDRESS", "MODEL_PATH", "MODEL_ROOT_PATH", "MASTER_ADDR")
-        and not k.startswith("RAY_")
-    }
-    full.update(
-        {
-            "PATH": f"{VENV / 'bin'}{os.pathsep}{full.get('PATH', '')}",
-            "RELIFT_VENV": str(VENV),
-            "HOME": data["home"],
-            "TRAIN_FILES": data["train"],
-            "VAL_FILES": data["val"],
-            **env,
-        }
-    )
-    return subprocess.run(["bash", "-c", command], cwd=REPO, env=full, capture_output=True, text=True, timeout=300)
-
-
-def standin_env(data: dict[str, str], **env: str) -> dict[str, str]:
-    """run()'s environment with the stand-in environment activated instead of the real one."""
-    venv = standin_venv(Path(data["home"]))
+def _env(venv: Path, data: dict[str, str], **env: str) -> dict[str, str]:
+    """This process's environment without cluster / model settings, with ``venv`` activated."""
     full = {
         k: v
         for k, v in os.environ.items()
@@ -110,6 +89,16 @@ def standin_env(data: dict[str, str], **env: str) -> dict[str, str]:
         }
     )
     return full
+
+
+def run(command: str, data: dict[str, str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=REPO, env=_env(VENV, data, **env), capture_output=True,
+                          text=True, timeout=300)
+
+
+def standin_env(data: dict[str, str], **env: str) -> dict[str, str]:
+    """run()'s environment with the stand-in environment activated instead of the real one."""
+    return _env(standin_venv(Path(data["home"])), data, **env)
 
 
 def plan_value(stdout: str, label: str) -> str:

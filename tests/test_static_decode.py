@@ -34,19 +34,14 @@ def _qwen(tokenizer):
     ).eval()
 
 
+# the shape of the hand-built (non-tiny-tokenizer) configs below
+SMALL = dict(vocab_size=263, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=4)
+
+
 def _llama():
     torch.manual_seed(1)
-    cfg = LlamaConfig(
-        vocab_size=263,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return LlamaForCausalLM(LlamaConfig(**SMALL, max_position_embeddings=64, pad_token_id=PAD)).eval()
 
 
 def _prompts(tokenizer, texts=("hello", "a longer prompt", "xy", "seven 7")):
@@ -115,18 +110,10 @@ def test_rollout_through_the_static_path_equals_the_hf_loop_and_the_actor(tokeni
 
 
 def test_only_plain_llama_shaped_models_are_taken(tokenizer):
-    small = dict(
-        vocab_size=263,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-    )
-    assert supports_static_decode(Qwen2ForCausalLM(Qwen2Config(**small)))
-    sliding = Qwen2ForCausalLM(Qwen2Config(**small, use_sliding_window=True, sliding_window=8, max_window_layers=0))
+    assert supports_static_decode(Qwen2ForCausalLM(Qwen2Config(**SMALL)))
+    sliding = Qwen2ForCausalLM(Qwen2Config(**SMALL, use_sliding_window=True, sliding_window=8, max_window_layers=0))
     assert not supports_static_decode(sliding)
-    assert not supports_static_decode(LlamaForCausalLM(LlamaConfig(**small, hidden_act="gelu")))
+    assert not supports_static_decode(LlamaForCausalLM(LlamaConfig(**SMALL, hidden_act="gelu")))
     assert not supports_static_decode(GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=263)))
 
     class Wrapper(torch.nn.Module):  # a wrapper that changes logits must keep the HF loop

@@ -126,6 +126,9 @@ def prepare(work: Path, jobs: list[str], seed: int) -> None:
             )
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def _tree_memory(root: int) -> tuple[int, int]:
     """(summed RSS, summed PSS) in bytes of ``root`` and its descendants, read from /proc (Linux).
 
@@ -149,7 +152,7 @@ def _tree_memory(root: int) -> tuple[int, int]:
         todo.extend(children.get(pid, []))
         try:
             with open(f"/proc/{pid}/statm") as fh:
-                rss += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rss += int(fh.read().split()[1]) * _PAGE
             with open(f"/proc/{pid}/smaps_rollup") as fh:
                 pss += next(int(line.split()[1]) * 1024 for line in fh if line.startswith("Pss:"))
         except (OSError, IndexError, ValueError, StopIteration):

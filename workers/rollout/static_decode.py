@@ -109,6 +109,7 @@ class StaticDecoder:
             for a in (lay.self_attn,)
         ]
         self.scaling = float(_layers(module)[0].self_attn.scaling)
+        self.gqa = self.kv_heads != self.heads
         self.kv: torch.Tensor | None = None  # [layers, 2, B, kv_heads, capacity, head_dim]
         self.mask: torch.Tensor | None = None  # [B, 1, 1, capacity] bool, True = attend
         self.length = 0
@@ -151,7 +152,6 @@ class StaticDecoder:
         self.mask[:, 0, 0, t] = True
         mask = self.mask[..., : t + 1]
         rows = tokens.shape[0]
-        gqa = self.kv_heads != self.heads
         for i, lay in enumerate(self.layers):
             h = _rms(x, lay.ln1)
             q = F.linear(h, lay.q.weight, lay.q.bias).view(rows, 1, self.heads, self.head_dim).transpose(1, 2)
@@ -165,7 +165,7 @@ class StaticDecoder:
                 self.kv[i, 1, :, :, : t + 1],
                 attn_mask=mask,
                 scale=self.scaling,
-                enable_gqa=gqa,
+                enable_gqa=self.gqa,
             )
             x = x + F.linear(attn.transpose(1, 2).reshape(rows, 1, -1), lay.o.weight, lay.o.bias)
             h = _rms(x, lay.ln2)
