@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from relift.models.packing import balanced_partitions, partition_sums, token_budget_partitions
+from relift.models.packing import (balanced_partitions, contiguous_budget_partitions, partition_sums,
+                                   token_budget_partitions)
 
 
 def _flat(groups):
@@ -90,3 +91,45 @@ def test_token_budget_errors_and_edge_cases():
     assert token_budget_partitions([3, 3], max_tokens=100) == [[0, 1]]
     # min_partitions forces a split even when everything fits
     assert len(token_budget_partitions([3, 3, 3, 3], max_tokens=100, min_partitions=2)) == 2
+
+
+def test_contiguous_runs_fewest_then_even_by_hand():
+    # order 0..5, lengths 4 4 4 4 4 4, budget 10: greedy needs 3 runs of 2; a cap of 8 keeps 3 runs
+    assert contiguous_budget_partitions([4] * 6, 10, list(range(6))) == [[0, 1], [2, 3], [4, 5]]
+    # lengths 5 1 1 1 1 5 (sum 14), budget 13: filling greedily gives 9 / 5; two runs are the fewest, and
+    # the smallest cap that keeps two is 7: 5+1+1 / 1+1+5
+    assert contiguous_budget_partitions([5, 1, 1, 1, 1, 5], 13, list(range(6))) == [[0, 1, 2], [3, 4, 5]]
+    # the order decides the runs, not the indices
+    assert contiguous_budget_partitions([4, 4, 4, 4], 8, [3, 0, 2, 1]) == [[0, 3], [1, 2]]
+
+
+def test_contiguous_runs_follow_the_order_and_respect_the_budget():
+    rng = random.Random(0)
+    for _ in range(50):
+        lengths = [rng.randint(1, 30) for _ in range(rng.randint(1, 40))]
+        budget = rng.randint(30, 120)
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        runs = contiguous_budget_partitions(lengths, budget, order)
+        assert _flat(runs) == list(range(len(lengths)))
+        assert all(s <= budget for s in partition_sums(lengths, runs))
+        # each run is a consecutive stretch of the order
+        pos = {i: k for k, i in enumerate(order)}
+        flat_in_order = [i for run in runs for i in sorted(run, key=pos.get)]
+        assert flat_in_order == order
+        # no fewer consecutive runs exist: greedy filling of the order is optimal for a fixed cap
+        greedy, total = 1, 0
+        for i in order:
+            if total + lengths[i] > budget:
+                greedy, total = greedy + 1, 0
+            total += lengths[i]
+        assert len(runs) == greedy
+
+
+def test_contiguous_runs_errors():
+    with pytest.raises(ValueError, match="ppo_max_token_len_per_gpu"):
+        contiguous_budget_partitions([5, 40], 30, [0, 1])
+    with pytest.raises(ValueError, match="permutation"):
+        contiguous_budget_partitions([5, 4], 30, [0, 0])
+    with pytest.raises(ValueError, match="positive"):
+        contiguous_budget_partitions([5], 0, [0])
+    assert contiguous_budget_partitions([], 10, []) == []

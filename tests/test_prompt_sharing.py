@@ -146,3 +146,28 @@ def test_length_sorted_micro_batches_keep_each_prompt_group_together():
     assert shortest == sorted(shortest)  # groups ordered by their shortest row
     plain = micro_batch_groups(data, False, N, None, lengths, sort_by_length=True)
     assert any(len({groups[i] for i in part}) > 1 for part in plain)  # the plain sort mixes prompts
+
+
+def test_token_budget_micro_batches_keep_prompt_groups_and_sort_by_length():
+    """With use_dynamic_bsz the runs of the length order hold whole prompt groups where the budget
+    allows; the LPT balancing of the unsorted path spreads each prompt over micro-batches."""
+    from workers.actor_batches import micro_batch_groups
+    from workers.prompt_sharing import prompt_group_ids
+
+    data = _batch(n=4)
+    groups = prompt_group_ids(data.batch["input_ids"][:, :P], data.batch["attention_mask"])
+    lengths = data.batch["attention_mask"].sum(-1)
+    per_group = [int(lengths[[i for i, g in enumerate(groups) if g == k]].sum()) for k in sorted(set(groups))]
+    budget = max(a + b for a, b in zip(per_group, per_group[1:])) + max(per_group)  # room for 2-3 groups
+    parts = micro_batch_groups(data, True, None, budget, lengths, sort_by_length=True, prompt_groups=groups)
+    assert sorted(i for part in parts for i in part) == list(range(len(data)))
+    assert all(int(lengths[part].sum()) <= budget for part in parts)
+    assert len(parts) == 2  # the fewest runs: the whole batch needs more than one budget
+    def spread(ps, g):  # how many micro-batches hold a row of prompt group g
+        return sum(any(groups[i] == g for i in part) for part in ps)
+
+    # a group is split only where one run ends and the next begins: at most len(parts) - 1 splits
+    split = sum(spread(parts, g) > 1 for g in set(groups))
+    assert split <= len(parts) - 1
+    lpt = micro_batch_groups(data, True, None, budget, lengths)
+    assert sum(spread(lpt, g) > 1 for g in set(groups)) > split

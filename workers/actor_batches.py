@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from relift.models.packing import token_budget_partitions
+from relift.models.packing import contiguous_budget_partitions, token_budget_partitions
 from relift.protocol import DataProto
 
 __all__ = ["SEQ_KEYS", "micro_batch_groups", "pad_columns", "pair_keys", "pair_lengths", "pair_side",
@@ -62,36 +62,44 @@ def micro_batch_groups(data: DataProto, use_dynamic: bool, micro_batch_size: int
                        max_token_len: int | None, lengths: torch.Tensor | None = None,
                        sort_by_length: bool = False, prompt_groups: list[int] | None = None) -> list[list[int]]:
     """Row indices of each micro-batch: consecutive runs of ``micro_batch_size`` rows, or with
-    ``use_dynamic`` the fewest balanced groups whose ``lengths`` (default: attention-mask sums)
-    fit ``max_token_len`` each. ``sort_by_length``: fixed-size groups of rows of similar length
-    (rows ordered by length, ties by index), so each micro-batch, trimmed to its own longest
-    prompt and response, carries less padding; the summed loss and its gradient are the same.
-    With ``prompt_groups`` (a group id per row: rows with the same prompt) the sort keeps each
-    group's rows together (groups by their shortest row, rows by length inside), so prompt sharing
-    still finds its repeats in every micro-batch."""
+    ``use_dynamic`` the fewest groups whose ``lengths`` (default: attention-mask sums) fit
+    ``max_token_len`` each. ``sort_by_length``: groups are runs of the rows ordered by length (ties
+    by index) so each micro-batch, trimmed to its own longest prompt and response, carries less
+    padding (token-budget runs are as even as their count allows; unsorted, the budget groups are
+    LPT-balanced over all rows); the summed loss and its gradient are the same. With
+    ``prompt_groups`` (a group id per row: rows with the same prompt) the order keeps each group's
+    rows together (groups by their shortest row, rows by length inside), so prompt sharing still
+    finds its repeats in every micro-batch."""
     n = len(data)
     if n == 0:
         return []
+    if lengths is None and (use_dynamic or (sort_by_length and micro_batch_size and micro_batch_size < n)):
+        lengths = data.batch["attention_mask"].sum(dim=-1)
     if use_dynamic:
         if not max_token_len or max_token_len <= 0:
             raise ValueError("use_dynamic_bsz needs a positive max token length per micro-batch")
-        if lengths is None:
-            lengths = data.batch["attention_mask"].sum(dim=-1)
+        if sort_by_length:  # consecutive runs of the length order: similar lengths, prompt groups kept
+            return contiguous_budget_partitions(lengths.tolist(), int(max_token_len),
+                                                _length_order(lengths, prompt_groups))
         return token_budget_partitions(lengths.tolist(), int(max_token_len))
     if not micro_batch_size or micro_batch_size <= 0:
         raise ValueError(f"micro-batch size must be positive, got {micro_batch_size}")
     if sort_by_length and micro_batch_size < n:
-        if lengths is None:
-            lengths = data.batch["attention_mask"].sum(dim=-1)
-        if prompt_groups is None:
-            order = sorted(range(n), key=lambda i: (int(lengths[i]), i))
-        else:
-            shortest: dict[int, tuple[int, int]] = {}
-            for i, g in enumerate(prompt_groups):
-                shortest[g] = min(shortest.get(g, (int(lengths[i]), i)), (int(lengths[i]), i))
-            order = sorted(range(n), key=lambda i: (shortest[prompt_groups[i]], int(lengths[i]), i))
+        order = _length_order(lengths, prompt_groups)
         return [sorted(order[s:s + micro_batch_size]) for s in range(0, n, micro_batch_size)]
     return [list(range(s, min(s + micro_batch_size, n))) for s in range(0, n, micro_batch_size)]
+
+
+def _length_order(lengths: torch.Tensor, prompt_groups: list[int] | None) -> list[int]:
+    """Rows by length (ties by index); with ``prompt_groups``, each group's rows side by side
+    (groups by their shortest row, rows by length inside)."""
+    lens = [int(x) for x in lengths.tolist()]
+    if prompt_groups is None:
+        return sorted(range(len(lens)), key=lambda i: (lens[i], i))
+    shortest: dict[int, tuple[int, int]] = {}
+    for i, g in enumerate(prompt_groups):
+        shortest[g] = min(shortest.get(g, (lens[i], i)), (lens[i], i))
+    return sorted(range(len(lens)), key=lambda i: (shortest[prompt_groups[i]], lens[i], i))
 
 
 # ---------------------------------------------------------------------------------------- pairs

@@ -8,7 +8,11 @@ Two uses:
 * balancing a batch across data-parallel workers, each getting the same number of sequences and a
   similar number of tokens (``balanced_partitions(..., equal_size=True)``).
 
-The partitioner is greedy LPT (longest processing time first): sort by length, give each item to
+``contiguous_budget_partitions`` keeps a given order instead (runs of it): the actor orders rows by
+length, with each prompt's samples side by side, so every micro-batch holds rows of similar length
+(less padding) and whole prompt groups (prompt sharing finds its repeats).
+
+The balancing partitioner is greedy LPT (longest processing time first): sort by length, give each item to
 the currently lightest partition. It is within 4/3 of the optimal makespan, deterministic, and
 O(n log n), which is all a micro-batch planner needs.
 """
@@ -19,7 +23,7 @@ import heapq
 import math
 from collections.abc import Sequence
 
-__all__ = ["balanced_partitions", "token_budget_partitions", "partition_sums"]
+__all__ = ["balanced_partitions", "contiguous_budget_partitions", "token_budget_partitions", "partition_sums"]
 
 
 def _as_lengths(lengths: Sequence[int]) -> list[int]:
@@ -89,3 +93,45 @@ def token_budget_partitions(lengths: Sequence[int], max_tokens: int, min_partiti
         if all(s <= max_tokens for s in partition_sums(lens, groups)):
             return [g for g in groups if g]
         k += 1
+
+
+def _greedy_runs(lens: list[int], order: Sequence[int], cap: int) -> list[list[int]]:
+    runs: list[list[int]] = [[]]
+    total = 0
+    for i in order:
+        if runs[-1] and total + lens[i] > cap:
+            runs.append([])
+            total = 0
+        runs[-1].append(i)
+        total += lens[i]
+    return runs
+
+
+def contiguous_budget_partitions(lengths: Sequence[int], max_tokens: int, order: Sequence[int]) -> list[list[int]]:
+    """Split ``order`` (item indices) into the fewest consecutive runs whose token sums stay within
+    ``max_tokens``, as even as that count allows (the smallest cap that still gives that count).
+
+    Each run's indices are returned sorted ascending, runs in ``order``'s order.
+    """
+    lens = _as_lengths(lengths)
+    if max_tokens <= 0:
+        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    if sorted(order) != list(range(len(lens))):
+        raise ValueError(f"order must be a permutation of the {len(lens)} item indices")
+    if not lens:
+        return []
+    longest = max(lens)
+    if longest > max_tokens:
+        raise ValueError(f"a sequence of {longest} tokens does not fit a token budget of {max_tokens}; "
+                         f"raise the budget (e.g. ppo_max_token_len_per_gpu / log_prob_max_token_len_per_gpu) "
+                         f"to at least the longest prompt + response")
+    fewest = len(_greedy_runs(lens, order, max_tokens))
+    # greedy filling is optimal for a fixed cap, so binary-search the smallest cap that keeps `fewest` runs
+    lo, hi = max(longest, math.ceil(sum(lens) / fewest)), max_tokens
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(_greedy_runs(lens, order, mid)) <= fewest:
+            hi = mid
+        else:
+            lo = mid + 1
+    return [sorted(run) for run in _greedy_runs(lens, order, lo)]
