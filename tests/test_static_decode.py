@@ -55,10 +55,14 @@ def _full_forward_last_logits(model, ids, mask, pos):
         return model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
 
 
+@pytest.mark.parametrize("attention", ["matmul", "sdpa"])
 @pytest.mark.parametrize("arch", ["qwen2-gqa", "llama"])
-def test_decode_steps_match_the_full_forward(tokenizer, arch):
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_decode_steps_match_the_full_forward(tokenizer, arch, attention, repeats):
     """Every step's logits equal a no-cache HF forward over prompt + fed tokens, also after rows
-    leave the batch; the decoder reads the module's own tensors (an in-place change is seen)."""
+    leave the batch; the decoder reads the module's own tensors (an in-place change is seen). Both
+    attention paths (matmul with an additive bias: CPU; SDPA: other devices), and a prefill that
+    ran each prompt once for ``repeats`` decode rows."""
     model = _qwen(tokenizer) if arch == "qwen2-gqa" else _llama()
     assert supports_static_decode(model)
     ids, mask, pos = _prompts(tokenizer)
@@ -66,7 +70,11 @@ def test_decode_steps_match_the_full_forward(tokenizer, arch):
     with torch.no_grad():  # an optimiser step after the decoder was built: it must see the new weights
         model.model.layers[0].mlp.up_proj.weight.mul_(1.5)
         prefill = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    dec.start(prefill.past_key_values, mask)
+    ids, mask, pos = (t.repeat_interleave(repeats, dim=0) for t in (ids, mask, pos))
+    dec.start(prefill.past_key_values, mask, repeats)
+    assert dec.bias is not None  # CPU: the matmul path
+    if attention == "sdpa":
+        dec.bias = None
     gen = torch.Generator().manual_seed(0)
     rows = torch.arange(ids.shape[0])
     for step in range(5):
@@ -77,8 +85,8 @@ def test_decode_steps_match_the_full_forward(tokenizer, arch):
         got = dec.step(fed, pos[:, -1])
         want = _full_forward_last_logits(model, ids, mask, pos)
         torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
-        if step == 1:  # rows 1 and 3 finish: the cache keeps rows 0 and 2
-            keep = torch.tensor([0, 2])
+        if step == 1:  # rows 1 and 3 finish: the cache keeps rows 0 and 2 (and the last one)
+            keep = torch.tensor([0, 2, len(rows) - 1])
             dec.keep(keep)
             ids, mask, pos, rows = ids[keep], mask[keep], pos[keep], rows[keep]
     assert dec.length == ids.shape[1]
@@ -107,6 +115,37 @@ def test_rollout_through_the_static_path_equals_the_hf_loop_and_the_actor(tokeni
     actor = DataParallelActor(model, None, {"ppo_micro_batch_size_per_gpu": 5})
     log_probs, _ = actor.compute_log_prob(a)
     torch.testing.assert_close(a.batch["rollout_log_probs"], log_probs, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_prefill_once_per_prompt_without_shared_padding_draws_the_same_tokens(tokenizer, static):
+    """``n`` samples per prompt (the prefill runs each prompt once, its cache repeated) equal the
+    same prompts repeated by hand with ``n = 1`` (every row prefilled), also with extra left-padding
+    columns that every prompt shares (trimmed before the prefill)."""
+    model = _qwen(tokenizer)
+    ids, mask, pos = _prompts(tokenizer)
+    eos = list(range(3, 256, 9))
+    cfg = {"response_length": 12, "temperature": 1.0, "calculate_log_probs": True, "seed": 11}
+
+    def rollout(ids, mask, pos, n):
+        engine = HFRollout(model, {**cfg, "n": n}, eos_token_id=eos, pad_token_id=PAD)
+        engine.static_decode = static
+        return engine.generate_sequences(DataProto.from_dict({"input_ids": ids, "attention_mask": mask,
+                                                              "position_ids": pos}))
+
+    shared = rollout(ids, mask, pos, 3)
+    by_hand = rollout(*(t.repeat_interleave(3, dim=0) for t in (ids, mask, pos)), 1)
+    pad = 3
+    padded = rollout(torch.cat([torch.full((len(ids), pad), PAD), ids], dim=1),
+                     torch.cat([torch.zeros(len(ids), pad, dtype=mask.dtype), mask], dim=1),
+                     torch.cat([torch.zeros(len(ids), pad, dtype=pos.dtype), pos], dim=1), 3)
+    lengths = shared.batch["response_mask"].sum(-1)
+    assert len(set(lengths.tolist())) >= 3  # rows stop at several steps
+    for other in (by_hand, padded):
+        torch.testing.assert_close(other.batch["responses"], shared.batch["responses"])
+        torch.testing.assert_close(other.batch["rollout_log_probs"], shared.batch["rollout_log_probs"],
+                                   atol=1e-5, rtol=1e-5)
+    assert padded.batch["prompts"].shape[1] == ids.shape[1] + pad  # the output keeps the input's layout
 
 
 def test_only_plain_llama_shaped_models_are_taken(tokenizer):

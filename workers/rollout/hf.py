@@ -172,14 +172,19 @@ class HFRollout(BaseRollout):
 
     @torch.no_grad()
     def _generate_chunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                        settings: SamplingSettings, eos_ids: list[int], pad_id: int
+                        repeats: int, settings: SamplingSettings, eos_ids: list[int], pad_id: int
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode one chunk of (already n-repeated) prompts; returns tokens, log-probs, lengths.
+        """Decode ``repeats`` samples of each prompt of one chunk; returns tokens, log-probs, lengths
+        (rows: each prompt's samples side by side).
 
-        Finished rows leave the decode batch (their cache rows too) once they are at least
-        1/:data:`PRUNE_FRACTION` of it, so a copy of the cache is paid only when it saves work;
-        until then they are fed padding and their outputs are discarded."""
-        rows = input_ids.shape[0]
+        The prefill runs each prompt once, without the left-padding columns every prompt shares, and
+        its cache is repeated for the samples. Finished rows leave the decode batch (their cache rows
+        too) once they are at least 1/:data:`PRUNE_FRACTION` of it, so a copy of the cache is paid
+        only when it saves work; until then they are fed padding and their outputs are discarded."""
+        filled = attention_mask.any(dim=0).nonzero()
+        left = min(int(filled[0]), attention_mask.shape[1] - 1) if filled.numel() else 0
+        input_ids, attention_mask, position_ids = input_ids[:, left:], attention_mask[:, left:], position_ids[:, left:]
+        rows = input_ids.shape[0] * repeats
         device = input_ids.device
         eos = torch.as_tensor(eos_ids, device=device)
         tokens = torch.full((rows, settings.response_length), pad_id, dtype=torch.long, device=device)
@@ -190,15 +195,17 @@ class HFRollout(BaseRollout):
         out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=True, **self._prefill_kwargs)
         cache = out.past_key_values
-        logits = out.logits[:, -1, :]
+        logits = out.logits[:, -1, :].repeat_interleave(repeats, dim=0)
+        mask = attention_mask.repeat_interleave(repeats, dim=0)
+        pos = position_ids[:, -1].repeat_interleave(repeats)
         fast = None
         if self.static_decode and settings.response_length > 1 and hasattr(cache, "layers"):
             fast = StaticDecoder(self.module, input_ids.shape[1] + settings.response_length)
-            fast.start(cache, attention_mask)
+            fast.start(cache, mask, repeats)
             cache = out = None  # the HF cache is not needed any more: free it
+        elif repeats > 1 and settings.response_length > 1:
+            cache.batch_repeat_interleave(repeats)
         can_prune = fast is not None or hasattr(cache, "batch_select_indices")
-        mask = attention_mask
-        pos = position_ids[:, -1]
         gen = self.generator if self.generator.device == device else None
         for step in range(settings.response_length):
             next_tok, next_lp = sample_next_token(logits, settings, gen)
@@ -235,17 +242,16 @@ class HFRollout(BaseRollout):
         settings = self.config.settings(prompts.meta_info)
         eos_ids, pad_id = resolve_token_ids(prompts.meta_info, self.eos_token_id, self.pad_token_id)
         device = next(self.module.parameters()).device
-        idx = torch.arange(len(prompts)).repeat_interleave(settings.n)
-        input_ids = prompts.batch["input_ids"][idx].to(device)
-        attention_mask = prompts.batch["attention_mask"][idx].to(device)
-        position_ids = prompts.batch["position_ids"][idx].to(device)
-        chunk = (self.config.micro_batch_size or len(prompts)) * settings.n
+        input_ids = prompts.batch["input_ids"].to(device)
+        attention_mask = prompts.batch["attention_mask"].to(device)
+        position_ids = prompts.batch["position_ids"].to(device)
+        chunk = max(self.config.micro_batch_size or len(prompts), 1)  # prompts per chunk
         was_training = self.module.training
         self.module.eval()
         try:
             parts = [self._generate_chunk(input_ids[s:s + chunk], attention_mask[s:s + chunk],
-                                          position_ids[s:s + chunk], settings, eos_ids, pad_id)
-                     for s in range(0, input_ids.shape[0], max(chunk, 1))]
+                                          position_ids[s:s + chunk], settings.n, settings, eos_ids, pad_id)
+                     for s in range(0, input_ids.shape[0], chunk)]
         finally:
             self.module.train(was_training)
         tokens = torch.cat([p[0] for p in parts]).cpu()
