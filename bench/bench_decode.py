@@ -5,7 +5,10 @@ the per-step Python/dispatch overhead; many rows: the compute), each through the
 decode step (the default for Llama-shaped models) and through the transformers forward at every
 step; and, with ``--eos-bias``, rows that stop at spread-out lengths (HF loop: the bias is a wrapper
 module), with finished rows pruned from the decode batch (the default) or kept until the end
-(``PRUNE_FRACTION`` set out of reach). Runs alternate; medians are printed.
+(``PRUNE_FRACTION`` set out of reach). Runs alternate; medians are printed. A second table times
+the static step's attention alone (``StaticDecoder._attend``, one query row over the filled cache)
+through its two paths: matmul-softmax-matmul with an additive padding bias (what CPU runs) and
+``scaled_dot_product_attention`` with the boolean mask (other devices).
 
     python bench/bench_decode.py
     python bench/bench_decode.py --hidden 256 --layers 6 --rows 256 --length 64 --eos-bias 4
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import workers.rollout.hf as hf  # noqa: E402
+from workers.rollout.static_decode import StaticDecoder  # noqa: E402
 from relift.models.tiny import build_tiny_tokenizer, make_tiny_model  # noqa: E402
 from relift.protocol import DataProto  # noqa: E402
 
@@ -120,6 +124,36 @@ def main(argv: list[str] | None = None) -> None:
             f"| {name} | {lengths[name]:.1f} | {t:.3f} | {1000 * t / args.length:.2f} | "
             f"{1000 * t / max(rows * lengths[name], 1):.3f} |"
         )
+
+    _attention_table(model, args.rows, args.length, args.repeats)
+
+
+def _attention_table(model: nn.Module, rows: int, length: int, repeats: int) -> None:
+    """Per-call time of the static step's attention, matmul + additive bias vs SDPA + boolean mask."""
+    prompt = 24
+    dec = StaticDecoder(model, prompt + length)
+    g = torch.Generator().manual_seed(0)
+    dec.kv = torch.randn(len(dec.layers), 2, rows, dec.kv_heads, dec.capacity, dec.head_dim, generator=g)
+    dec.mask = torch.rand(rows, 1, 1, dec.capacity, generator=g) > 0.1  # some left padding
+    dec.mask[..., prompt:] = True
+    bias = torch.zeros(rows, 1, 1, dec.capacity).masked_fill_(~dec.mask, torch.finfo(torch.float32).min)
+    q = torch.randn(rows, dec.heads, 1, dec.head_dim, generator=g)
+    calls = 50
+    print(f"\nattention of one decode step, {rows} rows x {dec.heads} heads x {dec.head_dim}; ms per call, "
+          f"median of {repeats} x {calls} calls")
+    print("| filled positions | matmul + additive bias | SDPA + boolean mask | ratio |\n|---:|---:|---:|---:|")
+    for t in (prompt, prompt + length // 2, prompt + length - 1):
+        times: dict[str, list[float]] = {"matmul": [], "sdpa": []}
+        for rep in range(repeats + 1):
+            for path in ("matmul", "sdpa") if rep % 2 == 0 else ("sdpa", "matmul"):
+                dec.bias = bias if path == "matmul" else None
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    dec._attend(q, 0, t - 1)
+                if rep:  # the first round warms up
+                    times[path].append((time.perf_counter() - t0) / calls * 1000)
+        mm, sd = statistics.median(times["matmul"]), statistics.median(times["sdpa"])
+        print(f"| {t} | {mm:.3f} | {sd:.3f} | {mm / sd:.2f}x |")
 
 
 if __name__ == "__main__":
