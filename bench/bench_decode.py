@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import workers.rollout.hf as hf  # noqa: E402
-from workers.rollout.static_decode import StaticDecoder  # noqa: E402
 from relift.models.tiny import build_tiny_tokenizer, make_tiny_model  # noqa: E402
 from relift.protocol import DataProto  # noqa: E402
+from workers.rollout.static_decode import StaticDecoder  # noqa: E402
 
 
 class EosBias(nn.Module):

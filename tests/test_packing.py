@@ -7,8 +7,12 @@ import random
 
 import pytest
 
-from relift.models.packing import (balanced_partitions, contiguous_budget_partitions, partition_sums,
-                                   token_budget_partitions)
+from relift.models.packing import (
+    balanced_partitions,
+    contiguous_budget_partitions,
+    partition_sums,
+    token_budget_partitions,
+)
 
 
 def _flat(groups):

@@ -25,9 +25,11 @@ the temperature before the log-softmax, in chunks of ``logits_chunk_size`` token
 the prompt's logits are never materialised (``logits_to_keep``) when the model supports it.
 
 Micro-batches: a fixed count of sequences (``ppo_micro_batch_size_per_gpu``) or, with
-``use_dynamic_bsz``, the fewest balanced groups that keep each micro-batch within a token budget
-(``ppo_max_token_len_per_gpu``). Each micro-batch is trimmed to its own widest prompt and response
-(padding columns shared by all its rows are dropped) and the outputs are padded back to R.
+``use_dynamic_bsz``, the fewest groups that keep each micro-batch within a token budget
+(``ppo_max_token_len_per_gpu``). With ``use_remove_padding`` both are runs of the rows ordered by
+length, each prompt's samples side by side (:func:`workers.actor_batches.micro_batch_groups`).
+Each micro-batch is trimmed to its own widest prompt and response (padding columns shared by all
+its rows are dropped) and the outputs are padded back to R.
 
 Gradient accumulation: every micro-batch loss is normalised by the totals of its whole mini-batch
 (:func:`relift.algorithms.losses.loss_normalizers`) and the micro-batch losses are summed, so the
@@ -101,7 +103,7 @@ class DataParallelActor:
         self.lr_scheduler = lr_scheduler
         self._logits_to_keep = supports_logits_to_keep(module)
         self._warned_temperature = False
-        self.sort_micro_batches = True  # use_remove_padding: fixed-size micro-batches of similar-length rows
+        self.sort_micro_batches = True  # use_remove_padding: micro-batches of similar-length rows
         self.share_prompts = False  # share_prompt_prefix: each distinct prompt of a micro-batch runs once
         self._can_share = can_share_prompts(module)
 

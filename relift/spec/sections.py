@@ -100,7 +100,7 @@ class ModelSpec:
     attn_implementation: str | None
     override_config: dict[str, Any]
     load_format: str         # auto | dummy
-    use_remove_padding: bool  # actor passes: length-sorted fixed-size micro-batches, each trimmed (docs/performance.md)
+    use_remove_padding: bool  # actor passes: length-sorted micro-batches (fixed or token-budget), each trimmed
     share_prompt_prefix: bool  # actor passes: each distinct prompt of a micro-batch runs once, its K/V shared
 
 

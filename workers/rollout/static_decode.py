@@ -11,10 +11,10 @@ matmuls around a softmax with an additive padding bias (25-47% less time per cal
 256 rows); elsewhere it is ``scaled_dot_product_attention``.
 
 The prefill still goes through the HF module (one call, compute-bound); its cache is copied into
-the static one, each prompt's rows repeated for its samples when the prefill ran each prompt once. Only models whose layers are exactly the Llama block are taken
-(:func:`supports_static_decode`); anything else (sliding windows, q/k norms, other architectures)
-keeps the HF loop. ``tests/test_static_decode.py`` checks logits and greedy tokens against the HF
-forward.
+the static one, each prompt's rows repeated for its samples when the prefill ran each prompt once.
+Only models whose layers are exactly the Llama block are taken (:func:`supports_static_decode`);
+anything else (sliding windows, q/k norms, other architectures) keeps the HF loop.
+``tests/test_static_decode.py`` checks logits and sampled tokens against the HF forward.
 """
 
 from __future__ import annotations
