@@ -117,7 +117,30 @@ def test_rollout_through_the_static_path_equals_the_hf_loop_and_the_actor(tokeni
     torch.testing.assert_close(a.batch["rollout_log_probs"], log_probs, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("static", [True, False])
+class _NoRepeatCache:
+    """A cache without ``batch_repeat_interleave`` (the rollout must prefill every row then)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def batch_select_indices(self, rows):
+        self.inner.batch_select_indices(rows)
+
+
+class _NoRepeatModel(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.generation_config = inner, inner.config, inner.generation_config
+
+    def forward(self, past_key_values=None, **kwargs):
+        if isinstance(past_key_values, _NoRepeatCache):
+            past_key_values = past_key_values.inner
+        out = self.inner(past_key_values=past_key_values, **kwargs)
+        out.past_key_values = _NoRepeatCache(out.past_key_values)
+        return out
+
+
+@pytest.mark.parametrize("static", [True, False, "no-repeat-cache"])
 def test_prefill_once_per_prompt_without_shared_padding_draws_the_same_tokens(tokenizer, static):
     """``n`` samples per prompt (the prefill runs each prompt once, its cache repeated) equal the
     same prompts repeated by hand with ``n = 1`` (every row prefilled), also with extra left-padding
@@ -128,8 +151,9 @@ def test_prefill_once_per_prompt_without_shared_padding_draws_the_same_tokens(to
     cfg = {"response_length": 12, "temperature": 1.0, "calculate_log_probs": True, "seed": 11}
 
     def rollout(ids, mask, pos, n):
-        engine = HFRollout(model, {**cfg, "n": n}, eos_token_id=eos, pad_token_id=PAD)
-        engine.static_decode = static
+        module = _NoRepeatModel(model) if static == "no-repeat-cache" else model
+        engine = HFRollout(module, {**cfg, "n": n}, eos_token_id=eos, pad_token_id=PAD)
+        engine.static_decode = static is True
         return engine.generate_sequences(DataProto.from_dict({"input_ids": ids, "attention_mask": mask,
                                                               "position_ids": pos}))
 

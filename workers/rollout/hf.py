@@ -204,7 +204,13 @@ class HFRollout(BaseRollout):
             fast.start(cache, mask, repeats)
             cache = out = None  # the HF cache is not needed any more: free it
         elif repeats > 1 and settings.response_length > 1:
-            cache.batch_repeat_interleave(repeats)
+            if hasattr(cache, "batch_repeat_interleave"):
+                cache.batch_repeat_interleave(repeats)
+            else:  # a cache that cannot repeat its rows: prefill every sample's row instead
+                out = self.module(input_ids=input_ids.repeat_interleave(repeats, dim=0), attention_mask=mask,
+                                  position_ids=position_ids.repeat_interleave(repeats, dim=0), use_cache=True,
+                                  **self._prefill_kwargs)
+                cache = out.past_key_values
         can_prune = fast is not None or hasattr(cache, "batch_select_indices")
         gen = self.generator if self.generator.device == device else None
         for step in range(settings.response_length):
