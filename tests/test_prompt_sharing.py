@@ -171,3 +171,26 @@ def test_token_budget_micro_batches_keep_prompt_groups_and_sort_by_length():
     assert split <= len(parts) - 1
     lpt = micro_batch_groups(data, True, None, budget, lengths)
     assert sum(spread(lpt, g) > 1 for g in set(groups)) > split
+
+
+def test_the_update_batch_keeps_prompt_groups_without_a_prompts_key():
+    """The update's batch carries input_ids but no "prompts" column: the actor reads each row's
+    prompt from input_ids, so its micro-batches (fixed-size and token-budget) keep prompt groups."""
+    data = _batch(n=4)
+    assert "prompts" not in data.batch.keys()
+    groups = [i // 4 for i in range(len(data))]  # _batch puts each prompt's 4 samples side by side
+
+    def split(parts):  # prompt groups spread over more than one micro-batch
+        return sum(sum(any(groups[i] == g for i in part) for part in parts) > 1 for g in set(groups))
+
+    actor = DataParallelActor(_model(), None, {"ppo_micro_batch_size_per_gpu": len(data)})
+    budget = int(data.batch["attention_mask"].sum()) // 2 + 1
+    found = {}
+    for share in (True, False):
+        actor.share_prompts = share
+        _, fixed = actor._micro_batches(data, False, 4, None)
+        _, dynamic = actor._micro_batches(data, True, None, budget)
+        found[share] = (split(fixed), split(dynamic), len(dynamic))
+    assert found[True][0] == 0  # one whole prompt group per fixed-size micro-batch
+    assert found[True][1] <= found[True][2] - 1  # token-budget runs split a group only at a run's end
+    assert found[False][0] > 0 and found[False][1] > found[True][1]  # by length alone, groups scatter

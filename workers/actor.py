@@ -27,7 +27,8 @@ the prompt's logits are never materialised (``logits_to_keep``) when the model s
 Micro-batches: a fixed count of sequences (``ppo_micro_batch_size_per_gpu``) or, with
 ``use_dynamic_bsz``, the fewest groups that keep each micro-batch within a token budget
 (``ppo_max_token_len_per_gpu``). With ``use_remove_padding`` both are runs of the rows ordered by
-length, each prompt's samples side by side (:func:`workers.actor_batches.micro_batch_groups`).
+length, each prompt's samples side by side when ``share_prompt_prefix`` is on
+(:func:`workers.actor_batches.micro_batch_groups`).
 Each micro-batch is trimmed to its own widest prompt and response (padding columns shared by all
 its rows are dropped) and the outputs are padded back to R.
 
@@ -162,8 +163,11 @@ class DataParallelActor:
                        ) -> tuple[list[DataProto], list[list[int]]]:
         """Split rows into micro-batches; returns the parts and each part's row indices."""
         prompt_groups = None
-        if self.share_prompts and self._can_share and self.sort_micro_batches and "prompts" in data.batch.keys():
-            prompt_groups = prompt_group_ids(data.batch["prompts"], data.batch["attention_mask"])
+        keys = data.batch.keys()
+        if self.share_prompts and self._can_share and self.sort_micro_batches and "responses" in keys:
+            # the prompt columns of input_ids (the update's batch carries no separate "prompts" key)
+            width = data.batch["input_ids"].shape[1] - data.batch["responses"].shape[1]
+            prompt_groups = prompt_group_ids(data.batch["input_ids"][:, :width], data.batch["attention_mask"])
         groups = micro_batch_groups(data, use_dynamic, micro_batch_size, max_token_len, lengths,
                                     sort_by_length=self.sort_micro_batches, prompt_groups=prompt_groups)
         return [data[g] for g in groups], groups
