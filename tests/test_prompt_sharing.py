@@ -163,6 +163,7 @@ def test_token_budget_micro_batches_keep_prompt_groups_and_sort_by_length():
     assert sorted(i for part in parts for i in part) == list(range(len(data)))
     assert all(int(lengths[part].sum()) <= budget for part in parts)
     assert len(parts) == 2  # the fewest runs: the whole batch needs more than one budget
+
     def spread(ps, g):  # how many micro-batches hold a row of prompt group g
         return sum(any(groups[i] == g for i in part) for part in ps)
 
