@@ -362,7 +362,17 @@ def main(argv: list[str] | None = None) -> None:
         help="extra relift systems with their own env vars or (KEY with a dot) Hydra overrides, e.g. "
         "t1:RELIFT_CPU_THREADS=1 or mb32:actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32",
     )
+    p.add_argument(
+        "--replot",
+        nargs=2,
+        type=Path,
+        metavar=("RESULTS_JSON", "PNG"),
+        help="run nothing: print the tables of a results.json and draw its sweep plot to PNG",
+    )
     args = p.parse_args(argv)
+    if args.replot:
+        replot(*args.replot)
+        return
     if args.warmup >= args.steps:
         p.error(f"--warmup ({args.warmup}) must be below --steps ({args.steps})")
     args.relift_env, args.trl_env = _env_pairs(args.relift_env), _env_pairs(args.trl_env)
@@ -411,11 +421,25 @@ def main(argv: list[str] | None = None) -> None:
         f"\ncores {os.cpu_count()}, load average (1 min) during the runs: "
         f"{min(x[0] for x in load):.2f}..{max(x[0] for x in load):.2f}; results in {work / 'results.json'}"
     )
-    print_table(summary, args.jobs, systems)
-    if any(name not in ("tiny", "small") for name in args.jobs):
+    report(summary, args.jobs, systems, work / "sweep.png")
+
+
+def report(summary: dict, jobs: list[str], systems: list[str], png: Path) -> None:
+    """The results table, and with sweep jobs among ``jobs`` one table per axis and the plot ``png``."""
+    print_table(summary, jobs, systems)
+    if any(name not in ("tiny", "small") for name in jobs):
         from sweep_plot import report_sweep
 
-        report_sweep(summary, JOBS, args.jobs, systems, SWEEP_AXES, work / "sweep.png")
+        report_sweep(summary, JOBS, jobs, systems, SWEEP_AXES, png)
+
+
+def replot(results: Path, png: Path) -> None:
+    """Tables and plot of an earlier run from its ``results.json`` (the docs' plots are drawn so)."""
+    data = json.loads(results.read_text())
+    runs = data["runs"]
+    jobs = list(dict.fromkeys(r["job"] for r in runs))
+    systems = list(dict.fromkeys(r["system"] for r in runs))
+    report(summarise(runs, int(data["args"]["warmup"])), jobs, systems, png)
 
 
 if __name__ == "__main__":
