@@ -72,9 +72,9 @@ def test_decode_steps_match_the_full_forward(tokenizer, arch, attention, repeats
         prefill = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
     ids, mask, pos = (t.repeat_interleave(repeats, dim=0) for t in (ids, mask, pos))
     dec.start(prefill.past_key_values, mask, repeats)
-    assert dec.bias is not None  # CPU: the matmul path
-    if attention == "sdpa":
-        dec.bias = None
+    assert dec.bias is not None and dec.mask is None  # CPU: the matmul path
+    if attention == "sdpa":  # the other devices' path: the boolean mask the bias encodes
+        dec.mask, dec.bias = dec.bias == 0, None
     gen = torch.Generator().manual_seed(0)
     rows = torch.arange(ids.shape[0])
     for step in range(5):

@@ -33,6 +33,16 @@ def _as_lengths(lengths: Sequence[int]) -> list[int]:
     return out
 
 
+def _fits_budget(lens: list[int], max_tokens: int) -> int:
+    """The longest sequence; raises when it alone exceeds the budget."""
+    longest = max(lens)
+    if longest > max_tokens:
+        raise ValueError(f"a sequence of {longest} tokens does not fit a token budget of {max_tokens}; "
+                         f"raise the budget (e.g. ppo_max_token_len_per_gpu / log_prob_max_token_len_per_gpu) "
+                         f"to at least the longest prompt + response")
+    return longest
+
+
 def balanced_partitions(lengths: Sequence[int], k_partitions: int, equal_size: bool = False) -> list[list[int]]:
     """Split item indices into ``k_partitions`` groups with near-equal sums of ``lengths``.
 
@@ -82,11 +92,7 @@ def token_budget_partitions(lengths: Sequence[int], max_tokens: int, min_partiti
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
     if not lens:
         return []
-    longest = max(lens)
-    if longest > max_tokens:
-        raise ValueError(f"a sequence of {longest} tokens does not fit a token budget of {max_tokens}; "
-                         f"raise the budget (e.g. ppo_max_token_len_per_gpu / log_prob_max_token_len_per_gpu) "
-                         f"to at least the longest prompt + response")
+    _fits_budget(lens, max_tokens)
     k = max(math.ceil(sum(lens) / max_tokens), min_partitions, 1)
     while True:
         groups = balanced_partitions(lens, k)
@@ -120,11 +126,7 @@ def contiguous_budget_partitions(lengths: Sequence[int], max_tokens: int, order:
         raise ValueError(f"order must be a permutation of the {len(lens)} item indices")
     if not lens:
         return []
-    longest = max(lens)
-    if longest > max_tokens:
-        raise ValueError(f"a sequence of {longest} tokens does not fit a token budget of {max_tokens}; "
-                         f"raise the budget (e.g. ppo_max_token_len_per_gpu / log_prob_max_token_len_per_gpu) "
-                         f"to at least the longest prompt + response")
+    longest = _fits_budget(lens, max_tokens)
     fewest = len(_greedy_runs(lens, order, max_tokens))
     # greedy filling is optimal for a fixed cap, so binary-search the smallest cap that keeps `fewest` runs
     lo, hi = max(longest, math.ceil(sum(lens) / fewest)), max_tokens

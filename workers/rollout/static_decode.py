@@ -114,8 +114,8 @@ class StaticDecoder:
         self.scaling = float(_layers(module)[0].self_attn.scaling)
         self.gqa = self.kv_heads != self.heads
         self.kv: torch.Tensor | None = None  # [layers, 2, B, kv_heads, capacity, head_dim]
-        self.mask: torch.Tensor | None = None  # [B, 1, 1, capacity] bool, True = attend
-        self.bias: torch.Tensor | None = None  # [B, 1, 1, capacity] additive: 0 = attend (CPU path)
+        self.mask: torch.Tensor | None = None  # [B, 1, 1, capacity] bool, True = attend (SDPA path)
+        self.bias: torch.Tensor | None = None  # [B, 1, 1, capacity] additive, 0 = attend (CPU path)
         self.length = 0
 
     def start(self, cache: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
@@ -141,19 +141,22 @@ class StaticDecoder:
                 k, v = k.repeat_interleave(repeats, dim=0), v.repeat_interleave(repeats, dim=0)
             self.kv[i, 0, :, :, :width] = k
             self.kv[i, 1, :, :, :width] = v
-        self.mask = torch.zeros(rows, 1, 1, self.capacity, dtype=torch.bool, device=ref.device)
-        self.mask[:, 0, 0, :width] = prompt_mask.bool()
-        self.bias = None
+        mask = torch.zeros(rows, 1, 1, self.capacity, dtype=torch.bool, device=ref.device)
+        mask[:, 0, 0, :width] = prompt_mask.bool()
+        # one of the two, the one its attention path reads (CPU: the additive bias)
+        self.mask, self.bias = mask, None
         if ref.device.type == "cpu":
             self.bias = torch.zeros(rows, 1, 1, self.capacity, dtype=ref.dtype, device=ref.device)
-            self.bias.masked_fill_(~self.mask, torch.finfo(ref.dtype).min)
+            self.bias.masked_fill_(~mask, torch.finfo(ref.dtype).min)
+            self.mask = None
         self.length = width
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (indices into the current batch) in the cache and mask."""
-        assert self.kv is not None and self.mask is not None
+        assert self.kv is not None
         self.kv = self.kv.index_select(2, rows)
-        self.mask = self.mask.index_select(0, rows)
+        if self.mask is not None:
+            self.mask = self.mask.index_select(0, rows)
         if self.bias is not None:
             self.bias = self.bias.index_select(0, rows)
 
@@ -161,6 +164,7 @@ class StaticDecoder:
         """Attention of one query per row ([B, heads, 1, d]) over cache positions ``0..t`` of layer ``i``."""
         keys, values = self.kv[i, 0, :, :, : t + 1], self.kv[i, 1, :, :, : t + 1]
         if self.bias is None:
+            assert self.mask is not None
             return F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask[..., : t + 1],
                                                   scale=self.scaling, enable_gqa=self.gqa)
         rows = q.shape[0]
@@ -173,7 +177,7 @@ class StaticDecoder:
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One token per row ([B] ids at [B] positions) -> next-token logits [B, V]."""
-        assert self.kv is not None and self.mask is not None
+        assert self.kv is not None
         t = self.length
         if t >= self.capacity:
             raise ValueError(f"decode past the cache capacity {self.capacity}")
@@ -181,9 +185,11 @@ class StaticDecoder:
         x = base.embed_tokens(tokens.unsqueeze(-1))  # [B, 1, H]
         cos, sin = base.rotary_emb(x, positions.unsqueeze(-1))  # [B, 1, d]
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, d]
-        self.mask[:, 0, 0, t] = True
         if self.bias is not None:
             self.bias[:, 0, 0, t] = 0
+        else:
+            assert self.mask is not None
+            self.mask[:, 0, 0, t] = True
         rows = tokens.shape[0]
         for i, lay in enumerate(self.layers):
             h = _rms(x, lay.ln1)
