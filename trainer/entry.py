@@ -45,7 +45,7 @@ def plan_then_run(cfg: DictConfig, build_plan: Callable[..., Spec], train: Calla
         print("[relift] trainer.dry_run=true: config checked, stopping before any worker starts", flush=True)
         return rc
     from relift.rewards.guard import RewardFailureError  # noqa: PLC0415
-    from relift.single_controller.ray_init import TopologyError  # noqa: PLC0415
+    from relift.single_controller.errors import TopologyError  # noqa: PLC0415 - without importing Ray
     from trainer.interrupts import report_stop, stop_behind  # noqa: PLC0415
     from trainer.run_errors import RunStopped  # noqa: PLC0415
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["WorkerGroupError", "ResourceRequestError", "classify_failure"]
+__all__ = ["WorkerGroupError", "ResourceRequestError", "TopologyError", "classify_failure"]
 
 _MAX_CAUSE_CHARS = 4000
+
+
+class TopologyError(RuntimeError):
+    """The cluster cannot hold the run as asked (fewer nodes, or fewer devices per node).
+
+    Defined here, not beside ``check_topology``, so a driver can catch it without importing Ray.
+    """
 
 
 def classify_failure(exc: BaseException) -> str:

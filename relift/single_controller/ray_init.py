@@ -30,13 +30,11 @@ from typing import Any
 
 import ray
 
+from relift.single_controller.errors import TopologyError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["init_ray", "default_worker_env", "find_existing_cluster", "check_topology", "TopologyError"]
-
-
-class TopologyError(RuntimeError):
-    """The cluster cannot hold the run as asked (fewer nodes, or fewer devices per node)."""
 
 
 def default_worker_env() -> dict[str, str]:
