@@ -1,13 +1,15 @@
 """Read parquet files into one table that remembers where each row came from, and normalise cells.
 
-Parquet list/struct cells come back from pyarrow as numpy arrays of dicts (with numpy scalars
-inside); :func:`to_python` turns them into plain lists/dicts so that datasets, templates, reward
-functions and pickling see ordinary Python values. Column checks raise errors that name the
-column, the file and the row, and say what was expected.
+The table is pyarrow's, not a pandas DataFrame: cells come out as plain Python (``to_pylist``), and a
+training process does not import pandas (~60 MB of memory, 0.4 s; ``ParquetTable.frame`` still gives
+a DataFrame to the tools that write one). :func:`to_python` also normalises values from pandas or
+numpy (arrays of dicts, numpy scalars, NaN) so that datasets, templates, reward functions and
+pickling see ordinary Python values. Column checks raise errors that name the column, the file and
+the row, and say what was expected.
 
 Paths may be local files, folders (every ``*.parquet`` inside, sorted), glob patterns, or fsspec
-URLs (``hf://datasets/org/name/file.parquet``, ``s3://...``), which pandas/pyarrow open through
-fsspec (``hf://`` needs ``huggingface_hub``, and network access).
+URLs (``hf://datasets/org/name/file.parquet``, ``s3://...``), which pyarrow opens through fsspec
+(``hf://`` needs ``huggingface_hub``, and network access).
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 __all__ = [
     "ParquetTable",
     "expand_data_files",
     "read_parquet_files",
+    "read_parquet_table",
     "to_python",
     "as_messages",
     "as_text",
@@ -71,21 +77,29 @@ def expand_data_files(files: str | os.PathLike | Iterable[str | os.PathLike]) ->
     return out
 
 
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")  # an unnamed pandas index saved beside the data
+
+
 @dataclass
 class ParquetTable:
     """Rows of one or many parquet files, concatenated, with their origin (file and row in file)."""
 
-    frame: pd.DataFrame
+    arrow: pa.Table
     files: list[str]
     starts: list[int] = field(default_factory=list)  # first global row of each file
-    _column_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _column_cache: dict[str, list] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return self.arrow.num_rows
 
     @property
     def columns(self) -> list[str]:
-        return [str(c) for c in self.frame.columns]
+        return [str(c) for c in self.arrow.column_names]
+
+    @property
+    def frame(self) -> Any:
+        """The rows as a pandas DataFrame (imports pandas; for tools that write one, not for training)."""
+        return self.arrow.to_pandas()
 
     def origin(self, row: int) -> str:
         """``'<file> row <i>'`` for a global row number (for error messages)."""
@@ -94,7 +108,7 @@ class ParquetTable:
 
     def require_columns(self, names: Sequence[str], purpose: str) -> None:
         """Raise a KeyError naming the missing columns, the files and the columns that exist."""
-        missing = [n for n in names if n not in self.frame.columns]
+        missing = [n for n in names if n not in self.columns]
         if missing:
             raise KeyError(f"{purpose}: column(s) {missing} missing from {self.files}; "
                            f"available columns: {self.columns}")
@@ -103,20 +117,40 @@ class ParquetTable:
         """One cell as plain Python (see :func:`to_python`)."""
         values = self._column_cache.get(column)
         if values is None:
-            values = self._column_cache[column] = self.frame[column].to_numpy(dtype=object)
+            values = self._column_cache[column] = self.arrow.column(column).to_pylist()
         return to_python(values[row])
+
+
+def read_parquet_table(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """One parquet file (local path or fsspec URL) as a pyarrow table, without a saved pandas index.
+
+    Read through ``ParquetFile``, not ``pq.read_table``: the latter loads pyarrow's dataset module,
+    which imports pandas.
+    """
+    wanted = list(columns) if columns is not None else None
+    if _is_url(path):
+        import fsspec  # noqa: PLC0415 - only remote files need it
+
+        filesystem, inner = fsspec.core.url_to_fs(path)
+        with filesystem.open(inner, "rb") as handle:
+            table = pq.ParquetFile(handle).read(columns=wanted)
+    else:
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read(columns=wanted)
+    dropped = [c for c in table.column_names if _PANDAS_INDEX.fullmatch(c)]
+    return table.drop_columns(dropped) if dropped else table
 
 
 def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
                        columns: Sequence[str] | None = None) -> ParquetTable:
     """Read and concatenate parquet files (local or fsspec URLs) into a :class:`ParquetTable`."""
     paths = expand_data_files(files)
-    frames: list[pd.DataFrame] = []
+    tables: list[pa.Table] = []
     starts: list[int] = []
     total = 0
     for path in paths:
         try:
-            frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+            table = read_parquet_table(path, columns)
         except FileNotFoundError:
             raise
         except ImportError as err:
@@ -124,17 +158,21 @@ def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
         except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a bad file
             raise ValueError(f"could not read parquet file {path!r}: {type(err).__name__}: {err}") from err
         starts.append(total)
-        total += len(frame)
-        frames.append(frame)
-        logger.info("read %d rows from %s", len(frame), path)
-    if len(frames) == 1:
-        frame = frames[0].reset_index(drop=True)
-    else:
-        cols = [list(f.columns) for f in frames]
-        if any(set(c) != set(cols[0]) for c in cols[1:]):
-            logger.warning("parquet files have different columns: %s", {p: c for p, c in zip(paths, cols)})
-        frame = pd.concat(frames, ignore_index=True)
-    return ParquetTable(frame=frame, files=paths, starts=starts)
+        total += table.num_rows
+        tables.append(table)
+        logger.info("read %d rows from %s", table.num_rows, path)
+    if len(tables) == 1:
+        return ParquetTable(arrow=tables[0], files=paths, starts=starts)
+    cols = [t.column_names for t in tables]
+    if any(set(c) != set(cols[0]) for c in cols[1:]):
+        logger.warning("parquet files have different columns: %s", {p: c for p, c in zip(paths, cols)})
+    try:  # a column missing from a file reads as None there; types that differ are widened where pyarrow can
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        schemas = "; ".join(f"{p}: {t.schema.to_string(show_schema_metadata=False)}" for p, t in zip(paths, tables))
+        raise ValueError(f"parquet files {paths} cannot be read as one table, their columns' types differ: "
+                         f"{err} ({schemas})") from err
+    return ParquetTable(arrow=table, files=paths, starts=starts)
 
 
 def to_python(value: Any) -> Any:
@@ -149,7 +187,8 @@ def to_python(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and value != value:  # NaN, as pandas fills missing cells
         return None
-    if value is pd.NA or value is pd.NaT:
+    pd = sys.modules.get("pandas")  # its missing-value markers exist only once pandas is imported
+    if pd is not None and (value is pd.NA or value is pd.NaT):
         return None
     return value
 

@@ -87,7 +87,7 @@ class RLDataset(Dataset):
         self.pad_id = int(tokenizer.pad_token_id)
         self.table: ParquetTable = read_parquet_files(data_files)
         self.table.require_columns([cfg.prompt_key, cfg.data_source_key, cfg.reward_model_key], "RL prompt dataset")
-        self.has_target = cfg.target_key is not None and cfg.target_key in self.table.frame.columns
+        self.has_target = cfg.target_key is not None and cfg.target_key in self.table.columns
 
         n = len(self.table)
         texts = [render_prompt(tokenizer, self._row_fields(i)["raw_prompt"], cfg.apply_chat_template)
@@ -128,7 +128,7 @@ class RLDataset(Dataset):
         reward_model = as_dict(self.table.cell(row, cfg.reward_model_key), cfg.reward_model_key, where,
                                required_keys=("ground_truth",))
         extra_info = {}
-        if "extra_info" in self.table.frame.columns:
+        if "extra_info" in self.table.columns:
             extra_info = as_dict(self.table.cell(row, "extra_info"), "extra_info", where, allow_none=True)
         index = extra_info.get("index", row)
         return {"data_source": data_source, "reward_model": reward_model, "extra_info": extra_info,

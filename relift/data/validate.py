@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from relift.data.io import ParquetTable, as_dict, as_messages, as_text, expand_data_files
+from relift.data.io import ParquetTable, as_dict, as_messages, as_text, expand_data_files, read_parquet_table
 from relift.data.templated import templated_text
 
 __all__ = ["DataFindings", "PromptRows", "open_columns", "check_rl_files", "check_completion_files",
@@ -115,11 +115,11 @@ def open_columns(key: str, files: Sequence[str], required: Sequence[str], option
             continue
         wanted = list(dict.fromkeys([*need, *(c for c in optional if c in columns)]))
         try:
-            frame = pq.read_table(path, columns=wanted).to_pandas()
+            arrow = read_parquet_table(path, wanted)
         except Exception as err:  # noqa: BLE001 - a corrupt page is found only when it is read
             out.problems.append(f"{key}: {path} cannot be read: {type(err).__name__}: {str(err)[:200]}")
             continue
-        tables.append(ParquetTable(frame=frame, files=[path], starts=[0]))
+        tables.append(ParquetTable(arrow=arrow, files=[path], starts=[0]))
         out.rows += rows
     return tables
 
