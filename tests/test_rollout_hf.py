@@ -13,7 +13,7 @@ from relift.protocol import DataProto
 from workers.actor import DataParallelActor
 from workers.rollout import HFRollout, RolloutConfig
 from workers.rollout.base import build_rollout_output, response_mask_from_eos
-from workers.rollout.hf import filter_logits
+from workers.rollout.hf import draw_from, filter_logits
 
 EOS, PAD = 258, 256  # <|im_end|>, <|endoftext|> in the tiny tokenizer
 
@@ -191,6 +191,28 @@ def test_filter_logits_top_k_and_top_p():
     keep = torch.isfinite(filter_logits(logits, top_k=3))
     assert keep.tolist() == [[True, True, True, False]]
     assert torch.isfinite(filter_logits(logits, top_k=-1, top_p=1.0)).all()
+
+
+def test_draw_from_matches_the_probabilities_and_never_draws_a_zero():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0],  # zeros first, inside and last
+                          [0.1, 0.0, 0.0, 0.0, 0.0, 0.9]])
+    draws = 20000
+    gen = torch.Generator().manual_seed(3)
+    tokens = torch.stack([draw_from(probs, gen) for _ in range(draws)])  # [draws, 2]
+    for row in range(2):
+        freq = torch.bincount(tokens[:, row], minlength=6).double() / draws
+        assert (freq[probs[row] == 0] == 0).all()
+        # within 5 binomial standard deviations (about 0.018 at p = 0.5)
+        assert ((freq - probs[row].double()).abs() <= 5 * (probs[row] * (1 - probs[row]) / draws).sqrt() + 1e-9).all()
+    again = torch.stack([draw_from(probs, torch.Generator().manual_seed(3)) for _ in range(3)])
+    assert torch.equal(again[0], tokens[0]) and torch.equal(again[0], again[2])
+
+
+def test_draw_from_a_uniform_at_its_top_stays_on_a_possible_token(monkeypatch):
+    # rand * total can round up to the total; the draw must still land on the last token with mass
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw.get("dtype")))
+    probs = torch.tensor([[0.25, 0.75, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    assert draw_from(probs).tolist() == [1, 0, 3]
 
 
 def test_response_mask_and_output_assembly():

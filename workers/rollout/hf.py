@@ -30,7 +30,7 @@ from relift.protocol import DataProto
 from workers.rollout.base import BaseRollout, RolloutConfig, SamplingSettings, build_rollout_output, resolve_token_ids
 from workers.rollout.static_decode import StaticDecoder, supports_static_decode
 
-__all__ = ["HFRollout", "filter_logits", "sample_next_token"]
+__all__ = ["HFRollout", "draw_from", "filter_logits", "sample_next_token"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,23 @@ def sample_next_token(logits: torch.Tensor, settings: SamplingSettings,
         return tokens, logp
     z = filter_logits(logits / settings.temperature, settings.top_k, settings.top_p)
     logprobs = torch.log_softmax(z, dim=-1)
-    tokens = torch.multinomial(logprobs.exp(), 1, generator=generator).squeeze(-1)
+    tokens = draw_from(logprobs.exp(), generator)
     return tokens, logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def draw_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of [B, V] probabilities, by inverting the cumulative sum with one uniform draw.
+
+    Why not ``torch.multinomial``: on CPU it draws V exponentials per row (it samples without
+    replacement), 17x slower at 256 x 263 and 3x at 32 x 151936 (docs/performance.md). The sum runs
+    in float64 so a 150k-token vocabulary adds no visible rounding; a token of probability 0 is never
+    drawn (its cumulative value equals its predecessor's, and the draw stays below the total).
+    """
+    cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, generator=generator, dtype=cdf.dtype, device=cdf.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # rand * total may round up to total
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 class HFRollout(BaseRollout):
