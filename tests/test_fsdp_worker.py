@@ -373,6 +373,33 @@ def test_sigkill_during_worker_save_keeps_previous_checkpoint(tiny_model, tmp_pa
 
 # ---------------------------------------------------------------------------- two ranks through Ray
 @pytest.mark.ray
+def test_one_cpu_rank_in_fp32_trains_unwrapped_with_the_same_checkpoint_files(local_group):
+    """World size 1 without mixed precision or offload skips FSDP2 (it would only copy weights);
+    a one-rank FSDP2 module writes and reads the same per-rank files, so checkpoints carry over."""
+    import copy
+
+    from relift.utils import fsdp as fsdp_utils
+    from workers.fsdp_model import needs_fsdp
+
+    module = local_group.workers[0].actor_module
+    assert not fsdp_utils.is_fsdp_module(module)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not needs_fsdp(1, None, False, cpu) and not needs_fsdp(1, None, True, cpu)
+    assert needs_fsdp(2, None, False, cpu) and needs_fsdp(1, torch.bfloat16, False, cpu)
+    assert needs_fsdp(1, None, True, cuda)
+    wrapped = fsdp_utils.apply_fsdp2(copy.deepcopy(module))
+    assert fsdp_utils.is_fsdp_module(wrapped)
+    plain_state, wrapped_state = fsdp_utils.local_model_state(module), fsdp_utils.local_model_state(wrapped)
+    assert plain_state.keys() == wrapped_state.keys()
+    assert all(torch.equal(plain_state[k], wrapped_state[k]) for k in plain_state)
+    with torch.no_grad():
+        for p in wrapped.parameters():
+            p.to_local().add_(1.0)
+    fsdp_utils.load_local_model_state(wrapped, plain_state)  # a file of the unwrapped run loads into FSDP2
+    reloaded = fsdp_utils.local_model_state(wrapped)
+    assert all(torch.equal(plain_state[k], reloaded[k]) for k in plain_state)
+
+
 def test_world_size_two_matches_one(ray_local, tiny_model, tmp_path, local_group):
     import ray
 

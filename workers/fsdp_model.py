@@ -1,5 +1,8 @@
 """Building one policy copy (actor or reference) and sharding it with FSDP2.
 
+A single rank without mixed precision or offload is not wrapped (:func:`needs_fsdp`): FSDP2 would
+only copy each layer's weights around its forward and backward.
+
 With more than one rank (and ``fsdp.init_on_rank0``), rank 0 alone reads the checkpoint; the
 others build the model on the meta device and receive the weights by broadcast, so a node holds
 one full copy in host memory instead of one per rank. Non-persistent buffers (rotary tables) are
@@ -9,6 +12,7 @@ process facts (rank, world size, device) as arguments; it keeps no state of its 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -17,7 +21,9 @@ import torch.distributed as dist
 from relift.spec import FSDPSpec, ModelSpec
 from relift.utils import fsdp as fsdp_utils
 
-__all__ = ["DTYPES", "mixed_precision_dtypes", "load_module", "build_sharded", "eos_token_ids"]
+__all__ = ["DTYPES", "mixed_precision_dtypes", "needs_fsdp", "load_module", "build_sharded", "eos_token_ids"]
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
           "fp32": torch.float32, "float32": torch.float32}
@@ -32,6 +38,18 @@ def mixed_precision_dtypes(fsdp: FSDPSpec, device: torch.device) -> tuple[torch.
         raise ValueError(f"fsdp_config.mixed_precision={mode!r}; expected auto, bf16, fp16 or fp32")
     param = DTYPES[mode]
     return (None, None) if param == torch.float32 else (param, torch.float32)
+
+
+def needs_fsdp(world_size: int, param_dtype: torch.dtype | None, param_offload: bool, device: torch.device) -> bool:
+    """Whether wrapping in FSDP2 does anything: more than one rank, a compute dtype to cast to, or
+    parameters to offload from a GPU.
+
+    With none of these FSDP2 still gathers (copies) every layer before its forward and again before
+    its backward, through a one-rank collective: 15-20% of the tiny bench job's update on CPU
+    (docs/performance.md). Checkpoints, weight sync and gradient clipping read plain and sharded
+    parameters alike, and a one-rank shard is the whole tensor, so files are the same either way.
+    """
+    return world_size > 1 or param_dtype is not None or (param_offload and device.type == "cuda")
 
 
 def _hf_config(model: ModelSpec, path: str) -> Any:
@@ -92,9 +110,13 @@ def build_sharded(model: ModelSpec, path: str, fsdp: FSDPSpec, *, train: bool, r
     if hasattr(module, "config"):
         module.config.use_cache = False
     param_dtype, reduce_dtype = mixed_precision_dtypes(fsdp, device)
-    mesh = init_device_mesh(device.type, (world_size,))
-    fsdp_utils.apply_fsdp2(module, mesh=mesh, param_dtype=param_dtype, reduce_dtype=reduce_dtype,
-                           cpu_offload=fsdp.param_offload, reshard_after_forward=fsdp.reshard_after_forward)
+    if needs_fsdp(world_size, param_dtype, fsdp.param_offload, device):
+        mesh = init_device_mesh(device.type, (world_size,))
+        fsdp_utils.apply_fsdp2(module, mesh=mesh, param_dtype=param_dtype, reduce_dtype=reduce_dtype,
+                               cpu_offload=fsdp.param_offload, reshard_after_forward=fsdp.reshard_after_forward)
+    else:
+        logger.info("FSDP2 not applied: one rank, no mixed precision, no offload (nothing to shard, cast or move); "
+                    "the module trains as loaded")
     offload = fsdp.param_offload and device.type == "cuda"
     if broadcast:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict  # noqa: PLC0415

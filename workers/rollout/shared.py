@@ -1,7 +1,8 @@
 """One set of weights for actor and HF rollout in one process (issue 18.4).
 
-With one policy worker (world size 1) FSDP2 keeps every parameter whole on its single rank: the
-sharded parameter's local tensor IS the full weight. The rollout's module then needs no copy of its
+With one policy worker (world size 1) every parameter is whole on its single rank: the module is
+either not wrapped at all (fp32, no offload: ``workers.fsdp_model.needs_fsdp``) or FSDP2's sharded
+parameter's local tensor IS the full weight. The rollout's module then needs no copy of its
 own: its parameters are bound to those local tensors (same storage, ``requires_grad=False``), so
 every in-place optimiser step is seen by the next generation with nothing to sync. Generating
 through the FSDP module itself would instead all-gather (copy) every layer at every decoding step.
