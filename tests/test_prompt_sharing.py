@@ -99,6 +99,50 @@ def test_each_distinct_prompt_runs_once_and_odd_padding_ids_do_not_split_them():
     assert shared_prompt_logits(model, ob["input_ids"], ob["attention_mask"], ob["position_ids"], P, R) is None
 
 
+def test_responses_grouped_by_length_give_the_plain_log_probs_and_gradients(monkeypatch):
+    import workers.prompt_sharing as sharing
+
+    data = _batch(seed=5, n=4)
+    model = _model()
+    plain = _log_probs_and_grads(model, data, False)
+    monkeypatch.setattr(sharing, "CHUNK_PENALTY_TOKENS", 0)  # split wherever a token is saved
+    seen: list[tuple[int, int]] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape[:2])))
+    try:
+        grouped = _log_probs_and_grads(model, data, True)
+    finally:
+        hook.remove()
+    widths = data.batch["attention_mask"][:, P:].sum(1)
+    assert len(seen) == 1 + len(set(widths.tolist())) > 3  # the prompts once, then one pass per width
+    assert sorted(w for _, w in seen[1:]) == sorted(set(widths.tolist()))
+    assert sum(r for r, _ in seen[1:]) == len(data)
+    _assert_same(grouped, plain)
+
+
+def test_response_chunks_is_the_cheapest_split_of_the_sorted_rows():
+    import itertools
+    import random
+
+    from workers.prompt_sharing import response_chunks
+
+    def cost(parts, widths, penalty):
+        return sum(len(p) * max(widths[i] for i in p) for p in parts) + penalty * (len(parts) - 1)
+
+    assert [c.tolist() for c in response_chunks(torch.tensor([5, 1, 5, 2, 9, 9, 3]), 3)] == [[1, 3], [6, 0, 2], [4, 5]]
+    assert [c.tolist() for c in response_chunks(torch.tensor([5, 1, 5, 2, 9, 9, 3]), 100)] == [[1, 3, 6, 0, 2, 4, 5]]
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(1, 8)
+        widths = [rng.randint(1, 10) for _ in range(n)]
+        penalty = rng.choice([0, 2, 5, 20])
+        parts = [c.tolist() for c in response_chunks(torch.tensor(widths), penalty)]
+        assert sorted(sum(parts, [])) == list(range(n))
+        ranked = sorted(range(n), key=lambda i: widths[i])
+        brute = min(cost([ranked[a:b] for a, b in zip((0, *cuts), (*cuts, n))], widths, penalty)
+                    for r in range(n) for cuts in itertools.combinations(range(1, n), r))
+        assert cost(parts, widths, penalty) == brute
+
+
 def test_gradient_checkpointing_keeps_the_plain_forward():
     assert can_share_prompts(_model()) and not can_share_prompts(_model(checkpointing=True))
     assert not can_share_prompts(torch.nn.Linear(2, 2))

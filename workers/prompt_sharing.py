@@ -4,6 +4,10 @@ Why: GRPO-style batches hold ``n`` samples of every prompt, and a plain forward 
 ``n`` times. Here the distinct prompts go through the model once (``use_cache=True``), their per-layer
 keys/values are gathered to the rows that use them (``index_select``: differentiable, so every
 sample's gradient flows back into its one prompt pass), and the responses run on top of that cache.
+Responses of very different lengths run in separate passes, rows of similar length together
+(:func:`response_chunks`), where that saves more padded tokens than the extra pass costs: the
+samples of one prompt stay in one micro-batch for the sharing, and without this every one of them
+padded to the group's longest response (19% of the small bench job's response tokens).
 Same numbers as the plain forward up to float summation order (``tests/test_prompt_sharing.py``
 compares log-probs and parameter gradients, plain and FSDP2-sharded); on the tiny bench job the
 update's forward + backward took 17-19% less time (docs/performance.md).
@@ -18,10 +22,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["can_share_prompts", "prompt_group_ids", "shared_prompt_logits"]
+__all__ = ["can_share_prompts", "prompt_group_ids", "shared_prompt_logits", "response_chunks", "CHUNK_PENALTY_TOKENS"]
+
+# One more forward + backward call costs about what this many tokens do (tiny CPU models: ~100 tokens
+# of compute per extra call; larger models: fewer), so a regrouping must save more than this.
+CHUNK_PENALTY_TOKENS = 128
 
 
 def can_share_prompts(module: nn.Module) -> bool:
@@ -83,16 +93,77 @@ def shared_prompt_logits(
             "the prompt pass returned no per-layer cache: set "
             "actor_rollout_ref.model.share_prompt_prefix=false for this model"
         )
-    for layer in cache.layers:
-        layer.keys = layer.keys.index_select(0, which)
-        layer.values = layer.values.index_select(0, which)
-    response_out = module(
-        input_ids=input_ids[:, prompt_end:],
-        attention_mask=attention_mask,
-        position_ids=position_ids[:, prompt_end:],
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=keep_r,
-    )
     first_token = prompt_out.logits[:, -1:].index_select(0, which)  # the last prompt position predicts token 0
-    return torch.cat([first_token, response_out.logits[:, : keep_r - 1]], dim=1)
+    widths = _response_widths(attention_mask[:, prompt_end:])
+    chunks = response_chunks(widths, CHUNK_PENALTY_TOKENS)
+    if len(chunks) == 1 or not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
+        for layer in cache.layers:
+            layer.keys = layer.keys.index_select(0, which)
+            layer.values = layer.values.index_select(0, which)
+        response_out = module(
+            input_ids=input_ids[:, prompt_end:],
+            attention_mask=attention_mask,
+            position_ids=position_ids[:, prompt_end:],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep_r,
+        )
+        return torch.cat([first_token, response_out.logits[:, : keep_r - 1]], dim=1)
+    # rows of similar response length run together, each group as wide as its longest response
+    prompt_kv = [(layer.keys, layer.values) for layer in cache.layers]
+    parts = []
+    for rows_c in chunks:
+        width = int(widths[rows_c].max())
+        for layer, (keys, values) in zip(cache.layers, prompt_kv, strict=True):
+            layer.keys = keys.index_select(0, which[rows_c])  # a fresh prompt cache: the pass appends to it
+            layer.values = values.index_select(0, which[rows_c])
+        out = module(
+            input_ids=input_ids[rows_c, prompt_end : prompt_end + width],
+            attention_mask=attention_mask[rows_c, : prompt_end + width],
+            position_ids=position_ids[rows_c, prompt_end : prompt_end + width],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=width,
+        )
+        # positions past a row's response are never read (the caller masks them): zeros stand in
+        parts.append(F.pad(out.logits[:, : width - 1], (0, 0, 0, keep_r - width)))
+    order = torch.cat(chunks)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    return torch.cat([first_token, torch.cat(parts).index_select(0, inverse)], dim=1)
+
+
+def _response_widths(response_mask: torch.Tensor) -> torch.Tensor:
+    """Each row's response width: one past its last real token (at least 1)."""
+    cols = torch.arange(1, response_mask.shape[1] + 1, device=response_mask.device)
+    return (response_mask.to(cols.dtype) * cols).amax(dim=1).clamp(min=1)
+
+
+def response_chunks(widths: torch.Tensor, penalty_tokens: int) -> list[torch.Tensor]:
+    """Rows grouped by response width so that padded tokens plus ``penalty_tokens`` per extra group
+    are fewest (each group pads to its widest row); returns row indices, narrowest group first.
+
+    An exact split of the rows sorted by width (dynamic programming over the split points). The
+    penalty stands for one more forward/backward call, so a split that saves less is not made.
+    """
+    order = torch.argsort(widths, stable=True)
+    w = widths[order].cpu().numpy().astype(np.float64)
+    n = len(w)
+    # a group ends only where the width changes (or at the end): ends[k] rows are in the first groups
+    ends = np.flatnonzero(np.append(w[1:] != w[:-1], True)) + 1
+    starts = np.concatenate([[0], ends[:-1]])
+    best = np.full(len(ends) + 1, np.inf)  # best[k]: cost of the rows before ends[k - 1]
+    best[0] = 0.0
+    cut = np.zeros(len(ends) + 1, dtype=np.int64)
+    for k, end in enumerate(ends, start=1):
+        # the last group holds rows starts[m] .. end for some m < k; a group after the first pays the penalty
+        costs = best[:k] + (end - starts[:k]) * w[end - 1] + np.where(np.arange(k) > 0, penalty_tokens, 0)
+        cut[k] = int(np.argmin(costs))
+        best[k] = costs[cut[k]]
+    bounds, k = [], len(ends)
+    while k > 0:
+        m = int(cut[k])
+        bounds.append((int(starts[m]), int(ends[k - 1])))
+        k = m
+    assert bounds[-1][0] == 0 and bounds[0][1] == n
+    return [order[i:j] for i, j in reversed(bounds)]
