@@ -85,7 +85,10 @@ def test_sigkill_and_resume_logs_the_same_metrics(tmp_path):
         for key in a:
             assert math.isclose(a[key], b[key], rel_tol=1e-5, abs_tol=1e-6), (a["step"], key, a[key], b[key])
     # the resumed steps really trained something (the comparison is not between constants)
-    assert len({round(r["actor/pg_loss"], 6) for r in resumed if "actor/pg_loss" in r}) > 1
+    # (sampled lengths and gradient norms move; pg_loss alone can be ~0 when the reward is ~0 everywhere)
+    moving = {(round(r["response_length/mean"], 6), round(r["actor/grad_norm"], 6))
+              for r in resumed if "actor/grad_norm" in r}
+    assert len(moving) > 1, moving
 
 
 @pytest.mark.ray
