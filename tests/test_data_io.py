@@ -74,3 +74,17 @@ def test_cell_validators():
         as_text(None, "t", "w")
     with pytest.raises(ValueError, match=r"lacks key\(s\) \['ground_truth'\]"):
         as_dict({"style": "rule"}, "reward_model", "w", required_keys=("ground_truth",))
+
+
+def test_files_may_differ_in_column_types_and_columns(tmp_path):
+    # a string ground truth in one file, a struct in the next (math beside knights-and-knaves), and a
+    # column only the first file has: rows keep their own types, the missing cells read as None
+    pd.DataFrame({"reward_model": [{"ground_truth": "7"}], "note": ["x"]}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"reward_model": [{"ground_truth": {"statements": "s", "solution": [True]}}] * 2},
+                 index=[5, 9]).to_parquet(tmp_path / "b.parquet")  # a saved pandas index is not a column
+    table = read_parquet_files(tmp_path)
+    assert len(table) == 3 and table.columns == ["reward_model", "note"]
+    assert table.cell(0, "reward_model") == {"ground_truth": "7"}
+    assert table.cell(2, "reward_model") == {"ground_truth": {"statements": "s", "solution": [True]}}
+    assert [table.cell(i, "note") for i in range(3)] == ["x", None, None]
+    assert list(table.frame["note"].iloc[:1]) == ["x"] and len(table.frame) == 3

@@ -82,28 +82,45 @@ _PANDAS_INDEX = re.compile(r"__index_level_\d+__")  # an unnamed pandas index sa
 
 @dataclass
 class ParquetTable:
-    """Rows of one or many parquet files, concatenated, with their origin (file and row in file)."""
+    """Rows of one or many parquet files, in order, with their origin (file and row in file).
 
-    arrow: pa.Table
+    The files are kept as separate pyarrow tables, not concatenated: a column may hold different
+    types in different files (a string ground truth in one, a struct in another), as it may in the
+    data sets users mix, and a column missing from a file reads as None there.
+    """
+
+    tables: list[pa.Table]
     files: list[str]
     starts: list[int] = field(default_factory=list)  # first global row of each file
-    _column_cache: dict[str, list] = field(default_factory=dict, repr=False)
+    _column_cache: dict[tuple[int, str], list] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.tables) != len(self.files) or len(self.starts) != len(self.files):
+            raise ValueError(f"ParquetTable needs one table and one start row per file, got {len(self.tables)} "
+                             f"tables, {len(self.starts)} starts for {len(self.files)} files")
 
     def __len__(self) -> int:
-        return self.arrow.num_rows
+        return sum(t.num_rows for t in self.tables)
 
     @property
     def columns(self) -> list[str]:
-        return [str(c) for c in self.arrow.column_names]
+        """Every column of any file, in order of first appearance."""
+        return list(dict.fromkeys(str(c) for t in self.tables for c in t.column_names))
 
     @property
     def frame(self) -> Any:
         """The rows as a pandas DataFrame (imports pandas; for tools that write one, not for training)."""
-        return self.arrow.to_pandas()
+        import pandas as pd  # noqa: PLC0415 - a training process never needs it
+
+        frames = [t.to_pandas() for t in self.tables]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _file_of(self, row: int) -> int:
+        return int(np.searchsorted(self.starts, row, side="right")) - 1
 
     def origin(self, row: int) -> str:
         """``'<file> row <i>'`` for a global row number (for error messages)."""
-        k = int(np.searchsorted(self.starts, row, side="right")) - 1
+        k = self._file_of(row)
         return f"{self.files[k]} row {row - self.starts[k]}"
 
     def require_columns(self, names: Sequence[str], purpose: str) -> None:
@@ -114,11 +131,14 @@ class ParquetTable:
                            f"available columns: {self.columns}")
 
     def cell(self, row: int, column: str) -> Any:
-        """One cell as plain Python (see :func:`to_python`)."""
-        values = self._column_cache.get(column)
+        """One cell as plain Python (see :func:`to_python`); None where the row's file lacks the column."""
+        k = self._file_of(row)
+        values = self._column_cache.get((k, column))
         if values is None:
-            values = self._column_cache[column] = self.arrow.column(column).to_pylist()
-        return to_python(values[row])
+            table = self.tables[k]
+            values = table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
+            self._column_cache[(k, column)] = values
+        return to_python(values[row - self.starts[k]])
 
 
 def read_parquet_table(path: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -143,7 +163,7 @@ def read_parquet_table(path: str, columns: Sequence[str] | None = None) -> pa.Ta
 
 def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
                        columns: Sequence[str] | None = None) -> ParquetTable:
-    """Read and concatenate parquet files (local or fsspec URLs) into a :class:`ParquetTable`."""
+    """Read parquet files (local or fsspec URLs) into one :class:`ParquetTable`, rows in file order."""
     paths = expand_data_files(files)
     tables: list[pa.Table] = []
     starts: list[int] = []
@@ -161,18 +181,10 @@ def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
         total += table.num_rows
         tables.append(table)
         logger.info("read %d rows from %s", table.num_rows, path)
-    if len(tables) == 1:
-        return ParquetTable(arrow=tables[0], files=paths, starts=starts)
     cols = [t.column_names for t in tables]
     if any(set(c) != set(cols[0]) for c in cols[1:]):
         logger.warning("parquet files have different columns: %s", {p: c for p, c in zip(paths, cols)})
-    try:  # a column missing from a file reads as None there; types that differ are widened where pyarrow can
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        schemas = "; ".join(f"{p}: {t.schema.to_string(show_schema_metadata=False)}" for p, t in zip(paths, tables))
-        raise ValueError(f"parquet files {paths} cannot be read as one table, their columns' types differ: "
-                         f"{err} ({schemas})") from err
-    return ParquetTable(arrow=table, files=paths, starts=starts)
+    return ParquetTable(tables=tables, files=paths, starts=starts)
 
 
 def to_python(value: Any) -> Any:
