@@ -422,6 +422,9 @@ def _fsdp_rank(rank: int, world: int, port: int, out_path: str) -> None:
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if rank == 0:
             torch.save((metrics, state), out_path)
+        # both ranks tear the group down together: rank 1 leaving while rank 0 still saved made rank 0's
+        # gloo abort at its own teardown now and then ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
