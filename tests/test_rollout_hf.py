@@ -215,6 +215,13 @@ def test_draw_from_a_uniform_at_its_top_stays_on_a_possible_token(monkeypatch):
     assert draw_from(probs).tolist() == [1, 0, 3]
 
 
+def test_draw_from_refuses_nan_and_empty_rows():
+    with pytest.raises(ValueError, match="row 1 of the next-token probabilities sums to nan"):
+        draw_from(torch.tensor([[0.5, 0.5], [float("nan"), 0.5]]))
+    with pytest.raises(ValueError, match="row 0 .* sums to 0.0"):
+        draw_from(torch.zeros(1, 3))
+
+
 def test_response_mask_and_output_assembly():
     resp = torch.tensor([[5, 9, 2, 9], [9, 1, 1, 1], [3, 4, 6, 7]])
     assert response_mask_from_eos(resp, [9]).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]

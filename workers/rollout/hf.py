@@ -92,12 +92,16 @@ def draw_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> 
     """One index per row of [B, V] probabilities, by inverting the cumulative sum with one uniform draw.
 
     Why not ``torch.multinomial``: on CPU it draws V exponentials per row (it samples without
-    replacement), 17x slower at 256 x 263 and 3x at 32 x 151936 (docs/performance.md). The sum runs
+    replacement), 17-21x slower at 256 x 263 and 3-5x at 32 x 151936 (docs/performance.md). The sum runs
     in float64 so a 150k-token vocabulary adds no visible rounding; a token of probability 0 is never
     drawn (its cumulative value equals its predecessor's, and the draw stays below the total).
     """
     cdf = probs.double().cumsum(dim=-1)
     total = cdf[:, -1:]
+    if not bool((torch.isfinite(total) & (total > 0)).all()):  # as torch.multinomial refuses them
+        bad = int((~(torch.isfinite(total) & (total > 0))).nonzero()[0, 0])
+        raise ValueError(f"cannot sample: row {bad} of the next-token probabilities sums to {float(total[bad])} "
+                         "(NaN or inf logits?)")
     u = torch.rand(total.shape, generator=generator, dtype=cdf.dtype, device=cdf.device) * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # rand * total may round up to total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1)
