@@ -96,19 +96,8 @@ def shared_prompt_logits(
     first_token = prompt_out.logits[:, -1:].index_select(0, which)  # the last prompt position predicts token 0
     widths = _response_widths(attention_mask[:, prompt_end:])
     chunks = response_chunks(widths, CHUNK_PENALTY_TOKENS)
-    if len(chunks) == 1 or not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
-        for layer in cache.layers:
-            layer.keys = layer.keys.index_select(0, which)
-            layer.values = layer.values.index_select(0, which)
-        response_out = module(
-            input_ids=input_ids[:, prompt_end:],
-            attention_mask=attention_mask,
-            position_ids=position_ids[:, prompt_end:],
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=keep_r,
-        )
-        return torch.cat([first_token, response_out.logits[:, : keep_r - 1]], dim=1)
+    if len(chunks) > 1 and not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
+        chunks = [torch.arange(rows, device=input_ids.device)]  # a cache that cannot be reset: one pass
     # rows of similar response length run together, each group as wide as its longest response
     prompt_kv = [(layer.keys, layer.values) for layer in cache.layers]
     parts = []
