@@ -91,21 +91,21 @@ class ParquetTable:
 
     tables: list[pa.Table]
     files: list[str]
-    starts: list[int] = field(default_factory=list)  # first global row of each file
+    starts: list[int] = field(init=False)  # first global row of each file
+    columns: list[str] = field(init=False)  # every column of any file, in order of first appearance
     _column_cache: dict[tuple[int, str], list] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.tables) != len(self.files) or len(self.starts) != len(self.files):
-            raise ValueError(f"ParquetTable needs one table and one start row per file, got {len(self.tables)} "
-                             f"tables, {len(self.starts)} starts for {len(self.files)} files")
+        if len(self.tables) != len(self.files):
+            raise ValueError(f"ParquetTable needs one table per file, got {len(self.tables)} tables for "
+                             f"{len(self.files)} files")
+        self.starts = [0]
+        for t in self.tables[:-1]:
+            self.starts.append(self.starts[-1] + t.num_rows)
+        self.columns = list(dict.fromkeys(str(c) for t in self.tables for c in t.column_names))
 
     def __len__(self) -> int:
-        return sum(t.num_rows for t in self.tables)
-
-    @property
-    def columns(self) -> list[str]:
-        """Every column of any file, in order of first appearance."""
-        return list(dict.fromkeys(str(c) for t in self.tables for c in t.column_names))
+        return self.starts[-1] + self.tables[-1].num_rows if self.tables else 0
 
     @property
     def frame(self) -> Any:
@@ -166,8 +166,6 @@ def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
     """Read parquet files (local or fsspec URLs) into one :class:`ParquetTable`, rows in file order."""
     paths = expand_data_files(files)
     tables: list[pa.Table] = []
-    starts: list[int] = []
-    total = 0
     for path in paths:
         try:
             table = read_parquet_table(path, columns)
@@ -177,14 +175,12 @@ def read_parquet_files(files: str | os.PathLike | Iterable[str | os.PathLike],
             raise ImportError(f"reading {path!r} needs an fsspec backend that is not installed: {err}") from err
         except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a bad file
             raise ValueError(f"could not read parquet file {path!r}: {type(err).__name__}: {err}") from err
-        starts.append(total)
-        total += table.num_rows
         tables.append(table)
         logger.info("read %d rows from %s", table.num_rows, path)
     cols = [t.column_names for t in tables]
     if any(set(c) != set(cols[0]) for c in cols[1:]):
         logger.warning("parquet files have different columns: %s", {p: c for p, c in zip(paths, cols)})
-    return ParquetTable(tables=tables, files=paths, starts=starts)
+    return ParquetTable(tables=tables, files=paths)
 
 
 def to_python(value: Any) -> Any:

@@ -119,7 +119,7 @@ def open_columns(key: str, files: Sequence[str], required: Sequence[str], option
         except Exception as err:  # noqa: BLE001 - a corrupt page is found only when it is read
             out.problems.append(f"{key}: {path} cannot be read: {type(err).__name__}: {str(err)[:200]}")
             continue
-        tables.append(ParquetTable(tables=[arrow], files=[path], starts=[0]))
+        tables.append(ParquetTable(tables=[arrow], files=[path]))
         out.rows += rows
     return tables
 
