@@ -98,8 +98,9 @@ def draw_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> 
     """
     cdf = probs.double().cumsum(dim=-1)
     total = cdf[:, -1:]
-    if not bool((torch.isfinite(total) & (total > 0)).all()):  # as torch.multinomial refuses them
-        bad = int((~(torch.isfinite(total) & (total > 0))).nonzero()[0, 0])
+    usable = torch.isfinite(total) & (total > 0)
+    if not bool(usable.all()):  # as torch.multinomial refuses them
+        bad = int((~usable).nonzero()[0, 0])
         raise ValueError(f"cannot sample: row {bad} of the next-token probabilities sums to {float(total[bad])} "
                          "(NaN or inf logits?)")
     u = torch.rand(total.shape, generator=generator, dtype=cdf.dtype, device=cdf.device) * total
