@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU quickstart (README command 1): a tiny model learns toy arithmetic, SFT warm start then GRPO.
 #
-#   sh examples/quickstart/train.sh                  # ~5-8 min on 2 CPU cores, after the install
+#   sh examples/quickstart/train.sh                  # ~3 min on 2 CPU cores, after the install
 #   SEED=2 OUT_DIR=outputs/qs2 sh examples/quickstart/train.sh
 #
 # Stages: (0) venv via scripts/setup_env.sh; (1) toy arithmetic parquet (dataset/toy_arithmetic.py);
