@@ -137,7 +137,8 @@ def _attention_table(model: nn.Module, rows: int, length: int, repeats: int) -> 
     dec.mask = torch.rand(rows, 1, 1, dec.capacity, generator=g) > 0.1  # some left padding
     dec.mask[..., prompt:] = True
     bias = torch.zeros(rows, 1, 1, dec.capacity).masked_fill_(~dec.mask, torch.finfo(torch.float32).min)
-    q = torch.randn(rows, dec.heads, 1, dec.head_dim, generator=g)
+    bias = bias.expand(rows, dec.kv_heads, 1, dec.capacity).contiguous()  # one row per key/value head
+    q = torch.randn(rows, dec.heads, dec.head_dim, generator=g)
     calls = 50
     print(f"\nattention of one decode step, {rows} rows x {dec.heads} heads x {dec.head_dim}; ms per call, "
           f"median of {repeats} x {calls} calls")

@@ -69,6 +69,10 @@ class _Layer:
     down: nn.Linear
 
 
+# rope types whose cos/sin depend on the position alone (not on the sequence length seen so far)
+_STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
+
+
 def _rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     """HF's Llama/Qwen2 RMSNorm: normalise in float32, cast back, then scale."""
     eps = norm.variance_epsilon
@@ -77,9 +81,17 @@ def _rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """HF's ``x * cos + rotate_half(x) * sin`` in three ops: ``rotate_half(x) * sin`` equals
+    ``roll(x, d/2) * signed_sin`` with the first half of ``sin`` negated (negation is exact)."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
+
+
+def _add_linear(x: torch.Tensor, h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    """``x + lin(h)`` for 2-D ``x`` and ``h``; one ``addmm`` when the projection has no bias."""
+    if lin.bias is None:
+        return torch.addmm(x, h, lin.weight.t())
+    return x + F.linear(h, lin.weight, lin.bias)
 
 
 class StaticDecoder:
@@ -87,6 +99,12 @@ class StaticDecoder:
 
     ``start(cache, prompt_mask)`` copies an HF prefill cache in; ``step(tokens, positions)`` feeds one
     token per row and returns the next logits [B, V]; ``keep(rows)`` drops finished rows.
+
+    Per layer and token the step runs ~30 tensor ops (on CPU each costs a few microseconds of
+    dispatch at these sizes, as much as its arithmetic): RMSNorm fused, rotary embedding by a roll
+    and a multiply-add with cos/sin read from a table built once per chunk, attention as one
+    ``baddbmm`` (scores, scale and padding bias together), a softmax and one ``bmm``, and the
+    output and down projections added to the residual by ``addmm``.
     """
 
     def __init__(self, module: nn.Module, capacity: int) -> None:
@@ -113,9 +131,12 @@ class StaticDecoder:
         ]
         self.scaling = float(_layers(module)[0].self_attn.scaling)
         self.gqa = self.kv_heads != self.heads
+        rope = getattr(module.model.rotary_emb, "rope_type", "default")
+        self._rope_from_table = rope in _STATIC_ROPE
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, signed sin [positions, d]
         self.kv: torch.Tensor | None = None  # [layers, 2, B, kv_heads, capacity, head_dim]
         self.mask: torch.Tensor | None = None  # [B, 1, 1, capacity] bool, True = attend (SDPA path)
-        self.bias: torch.Tensor | None = None  # [B, 1, 1, capacity] additive, 0 = attend (CPU path)
+        self.bias: torch.Tensor | None = None  # [B, kv_heads, 1, capacity] additive, 0 = attend (CPU path)
         self.length = 0
 
     def start(self, cache: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
@@ -143,36 +164,64 @@ class StaticDecoder:
             self.kv[i, 1, :, :, :width] = v
         mask = torch.zeros(rows, 1, 1, self.capacity, dtype=torch.bool, device=ref.device)
         mask[:, 0, 0, :width] = prompt_mask.bool()
-        # one of the two, the one its attention path reads (CPU: the additive bias)
+        # one of the two, the one its attention path reads (CPU: the additive bias, one row per key head)
         self.mask, self.bias = mask, None
         if ref.device.type == "cpu":
-            self.bias = torch.zeros(rows, 1, 1, self.capacity, dtype=ref.dtype, device=ref.device)
-            self.bias.masked_fill_(~mask, torch.finfo(ref.dtype).min)
+            bias = torch.zeros(rows, 1, 1, self.capacity, dtype=ref.dtype, device=ref.device)
+            bias.masked_fill_(~mask, torch.finfo(ref.dtype).min)
+            self.bias = bias.expand(rows, self.kv_heads, 1, self.capacity).contiguous()
             self.mask = None
         self.length = width
+        self._rope = None
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Keep only ``rows`` (indices into the current batch) in the cache and mask."""
+        """Keep only ``rows`` (indices into the current batch) in the cache and mask; only the
+        filled positions are copied."""
         assert self.kv is not None
-        self.kv = self.kv.index_select(2, rows)
+        kept = self.kv.new_empty(self.kv.shape[:2] + (len(rows),) + self.kv.shape[3:])
+        torch.index_select(self.kv[..., : self.length, :], 2, rows, out=kept[..., : self.length, :])
+        self.kv = kept
         if self.mask is not None:
             self.mask = self.mask.index_select(0, rows)
         if self.bias is not None:
             self.bias = self.bias.index_select(0, rows)
 
+    def _rope_for(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin ([B, 1, d]) at ``positions``: rows of a table computed once by the
+        model's own rotary module (per step for rope types that depend on the length seen)."""
+        rotary = self.module.model.rotary_emb
+        half = self.head_dim // 2
+        if not self._rope_from_table:
+            cos, sin = rotary(x, positions.unsqueeze(-1))  # [B, 1, d]
+            return cos, torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+        if self._rope is None:  # positions grow by one per step: cover every step left in the cache
+            size = self.capacity + (int(positions.max()) + 1 if positions.numel() else 0)
+            cos, sin = rotary(x, torch.arange(size, device=positions.device).unsqueeze(0))
+            self._rope = cos[0], torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)
+        cos, signed_sin = self._rope
+        return cos[positions].unsqueeze(1), signed_sin[positions].unsqueeze(1)
+
     def _attend(self, q: torch.Tensor, i: int, t: int) -> torch.Tensor:
-        """Attention of one query per row ([B, heads, 1, d]) over cache positions ``0..t`` of layer ``i``."""
+        """Attention of one query per row ([B, heads, d]) over cache positions ``0..t`` of layer
+        ``i``; returns [B, heads * d]."""
         keys, values = self.kv[i, 0, :, :, : t + 1], self.kv[i, 1, :, :, : t + 1]
+        rows = q.shape[0]
         if self.bias is None:
             assert self.mask is not None
-            return F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask[..., : t + 1],
-                                                  scale=self.scaling, enable_gqa=self.gqa)
-        rows = q.shape[0]
-        # the query heads sharing a key/value head become its rows: [B, kv_heads, heads / kv_heads, d]
-        grouped = q.reshape(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
-        scores = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(self.scaling).add_(self.bias[..., : t + 1])
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
-        return torch.matmul(probs, values).reshape(rows, self.heads, 1, self.head_dim)
+            out = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, attn_mask=self.mask[..., : t + 1],
+                                                 scale=self.scaling, enable_gqa=self.gqa)
+            return out.reshape(rows, -1)
+        # the query heads sharing a key/value head become its rows: [B * kv_heads, heads / kv_heads, d]
+        group = self.heads // self.kv_heads
+        grouped = q.reshape(rows * self.kv_heads, group, self.head_dim)
+        flat = rows * self.kv_heads
+        scores = torch.baddbmm(self.bias.view(flat, 1, self.capacity)[..., : t + 1], grouped,
+                               keys.reshape(flat, t + 1, self.head_dim).transpose(1, 2), alpha=self.scaling)
+        if scores.dtype == torch.float32:
+            probs = torch.softmax(scores, dim=-1)
+        else:
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
+        return torch.bmm(probs, values.reshape(flat, t + 1, self.head_dim)).view(rows, -1)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -182,26 +231,23 @@ class StaticDecoder:
         if t >= self.capacity:
             raise ValueError(f"decode past the cache capacity {self.capacity}")
         base = self.module.model
-        x = base.embed_tokens(tokens.unsqueeze(-1))  # [B, 1, H]
-        cos, sin = base.rotary_emb(x, positions.unsqueeze(-1))  # [B, 1, d]
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, d]
+        x = base.embed_tokens(tokens)  # [B, H]
+        cos, sin = self._rope_for(x, positions)
         if self.bias is not None:
-            self.bias[:, 0, 0, t] = 0
+            self.bias[:, :, 0, t] = 0
         else:
             assert self.mask is not None
             self.mask[:, 0, 0, t] = True
         rows = tokens.shape[0]
         for i, lay in enumerate(self.layers):
             h = _rms(x, lay.ln1)
-            q = F.linear(h, lay.q.weight, lay.q.bias).view(rows, 1, self.heads, self.head_dim).transpose(1, 2)
-            k = F.linear(h, lay.k.weight, lay.k.bias).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = F.linear(h, lay.v.weight, lay.v.bias).view(rows, self.kv_heads, self.head_dim)
-            self.kv[i, 0, :, :, t] = _rotate(k, cos, sin)[:, :, 0]
-            self.kv[i, 1, :, :, t] = v
-            attn = self._attend(_rotate(q, cos, sin), i, t)
-            x = x + F.linear(attn.transpose(1, 2).reshape(rows, 1, -1), lay.o.weight, lay.o.bias)
+            q = F.linear(h, lay.q.weight, lay.q.bias).view(rows, self.heads, self.head_dim)
+            k = F.linear(h, lay.k.weight, lay.k.bias).view(rows, self.kv_heads, self.head_dim)
+            self.kv[i, 0, :, :, t] = _rotate(k, cos, sin)
+            self.kv[i, 1, :, :, t] = F.linear(h, lay.v.weight, lay.v.bias).view(rows, self.kv_heads, self.head_dim)
+            x = _add_linear(x, self._attend(_rotate(q, cos, sin), i, t), lay.o)
             h = _rms(x, lay.ln2)
-            gated = F.silu(F.linear(h, lay.gate.weight, lay.gate.bias)) * F.linear(h, lay.up.weight, lay.up.bias)
-            x = x + F.linear(gated, lay.down.weight, lay.down.bias)
+            gated = F.silu(F.linear(h, lay.gate.weight, lay.gate.bias)).mul_(F.linear(h, lay.up.weight, lay.up.bias))
+            x = _add_linear(x, gated, lay.down)
         self.length = t + 1
-        return self.module.lm_head(_rms(x, base.norm))[:, 0, :]
+        return self.module.lm_head(_rms(x, base.norm))
