@@ -76,6 +76,7 @@ from workers.actor_batches import (
 from workers.actor_config import ActorConfig
 from workers.actor_losses import PAIR_LOSS_TYPES, pair_hyperparameters, pair_step_loss, ppo_step_loss, sft_step_loss
 from workers.optim_step import StepLoss, run_optimizer_steps
+from workers.packed_forward import packed_log_probs
 from workers.prompt_sharing import can_share_prompts, prompt_group_ids, shared_prompt_logits
 
 __all__ = ["ActorConfig", "DataParallelActor", "PAIR_LOSS_TYPES"]
@@ -106,6 +107,7 @@ class DataParallelActor:
         self._warned_temperature = False
         self.sort_micro_batches = True  # use_remove_padding: micro-batches of similar-length rows
         self.share_prompts = False  # share_prompt_prefix: each distinct prompt of a micro-batch runs once
+        self.pack_sequences = False  # real tokens of all rows as one packed row (workers.packed_forward)
         self._can_share = can_share_prompts(module)
 
     # ------------------------------------------------------------------------------ forward
@@ -134,6 +136,14 @@ class DataParallelActor:
         resp_cols = attention_mask[:, prompt_len:].any(dim=0).nonzero()
         keep_r = int(resp_cols[-1]) + 1 if resp_cols.numel() else 1
         end = prompt_len + keep_r
+        valid = attention_mask[:, prompt_len:end]
+        if self.pack_sequences and position_ids.dim() == 2:
+            log_probs, entropy = packed_log_probs(
+                self.module, input_ids[:, left:end], attention_mask[:, left:end], position_ids[:, left:end],
+                prompt_len - left, responses[:, :keep_r], temperature=temperature,
+                chunk_size=self.config.logits_chunk_size, with_entropy=calculate_entropy)
+            pad = resp_len - keep_r
+            return pad_columns(log_probs, 0, pad), (pad_columns(entropy, 0, pad) if entropy is not None else None)
         logits = None
         if self.share_prompts and self._can_share and position_ids.dim() == 2:
             logits = shared_prompt_logits(self.module, input_ids[:, left:end], attention_mask[:, left:end],
@@ -151,7 +161,7 @@ class DataParallelActor:
                                                   chunk_size=self.config.logits_chunk_size,
                                                   with_entropy=calculate_entropy)
         # zero past each row's response, so results do not depend on how rows were grouped
-        valid = attention_mask[:, prompt_len:end].to(log_probs.dtype)
+        valid = valid.to(log_probs.dtype)
         pad = resp_len - keep_r
         log_probs = pad_columns(log_probs * valid, 0, pad)
         if entropy is not None:

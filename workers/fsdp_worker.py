@@ -50,6 +50,7 @@ from workers.actor import ActorConfig
 from workers.fsdp_actor import FSDPActor
 from workers.fsdp_checkpoint import TrainState, export_hf_folder, load_train_state, save_train_state
 from workers.fsdp_model import build_sharded, eos_token_ids
+from workers.packed_forward import PACKING_ATTENTION
 from workers.rollout.layout import ROLLOUT_MESH, rollout_dp_layout, rollout_tp_size
 from workers.rollout_engine import build_rollout_engine, sync_weights
 
@@ -173,19 +174,26 @@ class ActorRolloutRefWorker(Worker):
             if spec.relift is not None and spec.relift.sft_optimizer == "separate":
                 self.sft_optimizer = optimizer_from_spec(self.actor_module.parameters(), a.optim, lr=spec.relift.lr)
             self.actor = FSDPActor(self.actor_module, self.optimizer, actor_config(spec))
-            self.actor.sort_micro_batches = spec.model.use_remove_padding
-            self.actor.share_prompts = spec.model.share_prompt_prefix
+            self._set_padding_handling(self.actor, spec)
             self._optimizer_offload = a.fsdp.optimizer_offload and self.device.type == "cuda"
         if self._is_ref:
             self.ref_module = build_sharded(spec.model, spec.ref.model_path, spec.ref.fsdp, train=False, **shard)
             self.ref_policy = FSDPActor(self.ref_module, None, actor_config(spec, ref=True))
-            self.ref_policy.sort_micro_batches = spec.model.use_remove_padding
-            self.ref_policy.share_prompts = spec.model.share_prompt_prefix
+            self._set_padding_handling(self.ref_policy, spec)
         if self._is_rollout:
             self.rollout = self._build_rollout()
             self._rollout_version = -1 if self._is_actor else 0
         self._initialised = True
         logger.info("rank %d/%d: %s ready on %s", self.rank, self.world_size, self.role, self.device)
+
+    @staticmethod
+    def _set_padding_handling(actor: FSDPActor, spec: PolicyWorkerSpec) -> None:
+        """``use_remove_padding``: packed rows where a flash-attention kernel takes them (no padding
+        at all), else length-sorted, trimmed micro-batches with each prompt run once per group."""
+        model = spec.model
+        actor.sort_micro_batches = model.use_remove_padding
+        actor.pack_sequences = model.use_remove_padding and model.attn_implementation in PACKING_ATTENTION
+        actor.share_prompts = model.share_prompt_prefix and not actor.pack_sequences
 
     def _eos_token_ids(self) -> list[int]:
         return eos_token_ids(self.tokenizer, self.spec.model.path)
