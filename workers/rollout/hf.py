@@ -82,7 +82,8 @@ def sample_next_token(logits: torch.Tensor, settings: SamplingSettings,
         tokens = logits.argmax(dim=-1)
         logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         return tokens, logp
-    z = filter_logits(logits / settings.temperature, settings.top_k, settings.top_p)
+    z = logits if settings.temperature == 1.0 else logits / settings.temperature
+    z = filter_logits(z, settings.top_k, settings.top_p)
     logprobs = torch.log_softmax(z, dim=-1)
     tokens = draw_from(logprobs.exp(), generator)
     return tokens, logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -98,14 +99,23 @@ def draw_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> 
     """
     cdf = probs.double().cumsum(dim=-1)
     total = cdf[:, -1:]
-    usable = torch.isfinite(total) & (total > 0)
-    if not bool(usable.all()):  # as torch.multinomial refuses them
-        bad = int((~usable).nonzero()[0, 0])
+    if not bool(total.min() > 0):  # NaN or zero rows (as torch.multinomial refuses them); one check per step
+        bad = int((~(total > 0)).nonzero()[0, 0])
         raise ValueError(f"cannot sample: row {bad} of the next-token probabilities sums to {float(total[bad])} "
                          "(NaN or inf logits?)")
     u = torch.rand(total.shape, generator=generator, dtype=cdf.dtype, device=cdf.device) * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # rand * total may round up to total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1)
+
+
+def _lengths(tokens: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
+    """Response length per row of the decoded ``tokens`` [rows, steps]: up to and including its first
+    EOS, else every step (counted once at the end rather than per step: fewer ops in the loop)."""
+    if tokens.shape[1] == 0:
+        return torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    is_eos = torch.isin(tokens, eos)
+    first = is_eos.int().argmax(dim=-1)
+    return torch.where(is_eos.any(dim=-1), first + 1, torch.full_like(first, tokens.shape[1]))
 
 
 class HFRollout(BaseRollout):
@@ -209,7 +219,6 @@ class HFRollout(BaseRollout):
         eos = torch.as_tensor(eos_ids, device=device)
         tokens = torch.full((rows, settings.response_length), pad_id, dtype=torch.long, device=device)
         logps = torch.zeros(rows, settings.response_length, dtype=torch.float32, device=device)
-        lengths = torch.zeros(rows, dtype=torch.long, device=device)
         active = torch.arange(rows, device=device)          # chunk rows still in the decode batch
         finished = torch.zeros(rows, dtype=torch.bool, device=device)   # per decode-batch row
         out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
@@ -233,16 +242,16 @@ class HFRollout(BaseRollout):
                 cache = out.past_key_values
         can_prune = fast is not None or hasattr(cache, "batch_select_indices")
         gen = self.generator if self.generator.device == device else None
+        steps = 0
         for step in range(settings.response_length):
             next_tok, next_lp = sample_next_token(logits, settings, gen)
-            next_tok = torch.where(finished, torch.full_like(next_tok, pad_id), next_tok)
-            tokens[active, step] = next_tok
-            logps[active, step] = torch.where(finished, torch.zeros_like(next_lp), next_lp)
-            lengths[active] += (~finished).long()
+            tokens[active, step] = next_tok.masked_fill_(finished, pad_id)
+            logps[active, step] = next_lp.masked_fill_(finished, 0.0)
             finished |= torch.isin(next_tok, eos)
-            if bool(finished.all()) or step == settings.response_length - 1:
-                break
+            steps = step + 1
             n_done = int(finished.sum())
+            if n_done == finished.numel() or steps == settings.response_length:
+                break
             if can_prune and n_done and n_done * PRUNE_FRACTION >= finished.numel():
                 keep = (~finished).nonzero().squeeze(-1)
                 if fast is not None:
@@ -260,7 +269,7 @@ class HFRollout(BaseRollout):
                               past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             logits = out.logits[:, -1, :]
-        return tokens, logps, lengths
+        return tokens, logps, _lengths(tokens[:, :steps], eos)
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         """Sample ``n`` responses per prompt (greedy when validating with default ``val_kwargs``)."""
