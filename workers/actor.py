@@ -137,7 +137,7 @@ class DataParallelActor:
         keep_r = int(resp_cols[-1]) + 1 if resp_cols.numel() else 1
         end = prompt_len + keep_r
         valid = attention_mask[:, prompt_len:end]
-        if self.pack_sequences and position_ids.dim() == 2:
+        if self.pack_sequences and self._logits_to_keep and position_ids.dim() == 2:
             log_probs, entropy = packed_log_probs(
                 self.module, input_ids[:, left:end], attention_mask[:, left:end], position_ids[:, left:end],
                 prompt_len - left, responses[:, :keep_r], temperature=temperature,
