@@ -136,37 +136,39 @@ class DataParallelActor:
         resp_cols = attention_mask[:, prompt_len:].any(dim=0).nonzero()
         keep_r = int(resp_cols[-1]) + 1 if resp_cols.numel() else 1
         end = prompt_len + keep_r
-        valid = attention_mask[:, prompt_len:end]
+        trimmed = (input_ids[:, left:end], attention_mask[:, left:end], position_ids[..., left:end])
         if self.pack_sequences and self._logits_to_keep and position_ids.dim() == 2:
             log_probs, entropy = packed_log_probs(
-                self.module, input_ids[:, left:end], attention_mask[:, left:end], position_ids[:, left:end],
-                prompt_len - left, responses[:, :keep_r], temperature=temperature,
+                self.module, *trimmed, prompt_len - left, responses[:, :keep_r], temperature=temperature,
                 chunk_size=self.config.logits_chunk_size, with_entropy=calculate_entropy)
-            pad = resp_len - keep_r
-            return pad_columns(log_probs, 0, pad), (pad_columns(entropy, 0, pad) if entropy is not None else None)
-        logits = None
-        if self.share_prompts and self._can_share and position_ids.dim() == 2:
-            logits = shared_prompt_logits(self.module, input_ids[:, left:end], attention_mask[:, left:end],
-                                          position_ids[:, left:end], prompt_len - left, keep_r)
-        if logits is None:
-            kwargs: dict[str, Any] = {"use_cache": False}
-            if self._logits_to_keep:
-                kwargs["logits_to_keep"] = keep_r + 1
-            out = self.module(input_ids=input_ids[:, left:end], attention_mask=attention_mask[:, left:end],
-                              position_ids=position_ids[..., left:end], **kwargs)
-            logits = out.logits if hasattr(out, "logits") else out[0]
-            # the last keep_r + 1 positions are P'-1 .. P'+keep_r-1; drop the final one (it predicts past R)
-            logits = logits[:, -(keep_r + 1):-1]
-        log_probs, entropy = logprobs_and_entropy(logits, responses[:, :keep_r], temperature=temperature,
-                                                  chunk_size=self.config.logits_chunk_size,
-                                                  with_entropy=calculate_entropy)
+        else:
+            log_probs, entropy = logprobs_and_entropy(self._response_logits(*trimmed, prompt_len - left, keep_r),
+                                                      responses[:, :keep_r], temperature=temperature,
+                                                      chunk_size=self.config.logits_chunk_size,
+                                                      with_entropy=calculate_entropy)
         # zero past each row's response, so results do not depend on how rows were grouped
-        valid = valid.to(log_probs.dtype)
+        valid = attention_mask[:, prompt_len:end].to(log_probs.dtype)
         pad = resp_len - keep_r
         log_probs = pad_columns(log_probs * valid, 0, pad)
         if entropy is not None:
             entropy = pad_columns(entropy * valid, 0, pad)
         return log_probs, entropy
+
+    def _response_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                         prompt_len: int, keep_r: int) -> torch.Tensor:
+        """Logits [b, keep_r, V] predicting the first ``keep_r`` response tokens of trimmed rows: each
+        distinct prompt run once when prompts are shared, else one plain forward."""
+        if self.share_prompts and self._can_share and position_ids.dim() == 2:
+            logits = shared_prompt_logits(self.module, input_ids, attention_mask, position_ids, prompt_len, keep_r)
+            if logits is not None:
+                return logits
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = keep_r + 1
+        out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        # the last keep_r + 1 positions are P'-1 .. P'+keep_r-1; drop the final one (it predicts past R)
+        return logits[:, -(keep_r + 1):-1]
 
     def _micro_batches(self, data: DataProto, use_dynamic: bool, micro_batch_size: int | None,
                        max_token_len: int | None, lengths: torch.Tensor | None = None
