@@ -11,6 +11,7 @@ import torch
 from relift.algorithms.losses import agg_loss, compute_policy_loss, kl_penalty
 from relift.models.tiny import build_tiny_tokenizer, make_tiny_model
 from relift.protocol import DataProto
+from tests.proc_utils import gloo_rank
 from workers.actor import ActorConfig, DataParallelActor
 
 P, R = 6, 8
@@ -400,15 +401,10 @@ def test_pair_errors(model):
 
 
 def _fsdp_rank(rank: int, world: int, port: int, out_path: str) -> None:
-    import os
-
-    import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.fsdp import fully_shard
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_rank(rank, world, port):
         model = make_tiny_model(build_tiny_tokenizer(), hidden_size=32, num_layers=2, intermediate_size=64,
                                 tie_word_embeddings=False, seed=0)
         data = rl_batch(model, n=8, seed=1)
@@ -422,11 +418,6 @@ def _fsdp_rank(rank: int, world: int, port: int, out_path: str) -> None:
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if rank == 0:
             torch.save((metrics, state), out_path)
-        # both ranks tear the group down together: rank 1 leaving while rank 0 still saved made rank 0's
-        # gloo abort at its own teardown now and then ("terminate called without an active exception")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from relift.utils import checkpoint as ck
-from tests.proc_utils import sigkill_after
+from tests.proc_utils import gloo_rank, sigkill_after
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,17 +201,11 @@ def test_sigkill_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
 
 # ---------------------------------------------------------------------------- FSDP2 shards, 2 ranks (gloo)
 def _fsdp_rank(rank: int, world: int, port: int, folder: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
     from relift.models.tiny import build_tiny_tokenizer, make_tiny_model
     from relift.utils import fsdp as F
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_rank(rank, world, port):
         tok = build_tiny_tokenizer()
         plain = make_tiny_model(tok, seed=0)
         model = F.apply_fsdp2(make_tiny_model(tok, seed=0))
@@ -248,8 +242,6 @@ def _fsdp_rank(rank: int, world: int, port: int, folder: str) -> None:
         bad["model.norm.weight"] = torch.zeros(3)
         with pytest.raises(ValueError, match="another world size"):
             F.load_local_model_state(other, bad)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_fsdp2_two_ranks_gather_and_shard_round_trip(tmp_path):

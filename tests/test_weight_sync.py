@@ -11,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from tests.proc_utils import gloo_rank
 from workers.weight_sync import bucket_bytes, iter_buckets, sync_rollout_weights
 
 
@@ -55,13 +56,10 @@ def model(seed: int) -> nn.Module:
     return nn.Sequential(nn.Embedding(64, 16), nn.Linear(16, 32), nn.Linear(32, 16), nn.Linear(16, 64))
 
 
-def _rank(rank: int, world: int, port: int, q) -> None:
-    import torch.distributed as dist
+def _rank(rank: int, world: int, port: int, folder: str) -> None:
     from torch.distributed.fsdp import fully_shard
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_rank(rank, world, port):
         reference = {k: v.clone() for k, v in model(0).state_dict().items()}
         m = model(0)
         for layer in m:
@@ -71,24 +69,16 @@ def _rank(rank: int, world: int, port: int, q) -> None:
         # 2 KiB buckets: the embedding (4 KiB) travels alone, the small layers share buckets
         stats = sync_rollout_weights(m, engine, bucket_mb=2 / 1024, dtype=torch.bfloat16)
         same = all(torch.equal(engine.state[k], v.to(torch.bfloat16)) for k, v in reference.items())
-        q.put((rank, same, sorted(engine.state) == sorted(reference), engine.alive_at_load, stats.buckets,
-               stats.bytes, type(m.state_dict()["0.weight"]).__name__))
-    finally:
-        dist.destroy_process_group()
+        torch.save((rank, same, sorted(engine.state) == sorted(reference), engine.alive_at_load, stats.buckets,
+                    stats.bytes, type(m.state_dict()["0.weight"]).__name__), os.path.join(folder, f"rank{rank}.pt"))
 
 
-def test_two_rank_fsdp_sync_matches_the_unsharded_model_and_streams():
+def test_two_rank_fsdp_sync_matches_the_unsharded_model_and_streams(tmp_path):
     from relift.single_controller.worker import get_free_port
 
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    port = get_free_port("127.0.0.1")
-    procs = [ctx.Process(target=_rank, args=(r, 2, port, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = sorted(q.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    mp.start_processes(_rank, args=(2, get_free_port("127.0.0.1"), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     # sizes in bf16: embed 64x16 = 2048 B; 0.weight.. see model(): 7 tensors, 2048+1024+64+1024+32+2048+128 bytes
     total = 2 * (64 * 16 + 16 * 32 + 32 + 32 * 16 + 16 + 16 * 64 + 64)
     for rank, same, names_ok, alive, buckets, nbytes, kind in results:
