@@ -29,8 +29,9 @@ def gloo_rank(rank: int, world: int, port: int) -> Iterator[None]:
 
     Why ``os._exit``: a full-suite run now and then saw a rank abort *after* its work had passed, at
     teardown ("terminate called without an active exception", SIGABRT), even with every rank meeting
-    at a barrier first: the group and the objects FSDP2 keeps on it were destroyed while the
-    interpreter shut down. Leaving with ``os._exit(0)`` after the barrier skips that finalisation.
+    at a barrier first (not reproduced locally in 25 runs; most likely the group, and the objects
+    FSDP2 keeps on it, being destroyed while the interpreter shuts down). Leaving with ``os._exit(0)``
+    after the barrier skips that finalisation.
     A failure inside the block is re-raised as usual, so the spawning test reports its traceback.
     The block hands its results over in a file (``torch.save``): ``os._exit`` does not wait for the
     feeder thread of a multiprocessing queue. Spawn the ranks with ``torch.multiprocessing.start_processes``
