@@ -81,6 +81,12 @@ def _rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
 
 
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """``sin`` with its first half (last dim) negated: the factor :func:`_rotate` multiplies the rolled ``x`` by."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """HF's ``x * cos + rotate_half(x) * sin`` in three ops: ``rotate_half(x) * sin`` equals
     ``roll(x, d/2) * signed_sin`` with the first half of ``sin`` negated (negation is exact)."""
@@ -190,14 +196,13 @@ class StaticDecoder:
         """cos and signed sin ([B, 1, d]) at ``positions``: rows of a table computed once by the
         model's own rotary module (per step for rope types that depend on the length seen)."""
         rotary = self.module.model.rotary_emb
-        half = self.head_dim // 2
         if not self._rope_from_table:
             cos, sin = rotary(x, positions.unsqueeze(-1))  # [B, 1, d]
-            return cos, torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+            return cos, _signed_sin(sin)
         if self._rope is None:  # positions grow by one per step: cover every step left in the cache
             size = self.capacity + (int(positions.max()) + 1 if positions.numel() else 0)
             cos, sin = rotary(x, torch.arange(size, device=positions.device).unsqueeze(0))
-            self._rope = cos[0], torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)
+            self._rope = cos[0], _signed_sin(sin[0])
         cos, signed_sin = self._rope
         return cos[positions].unsqueeze(1), signed_sin[positions].unsqueeze(1)
 
