@@ -33,26 +33,13 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_decode import _prompts  # noqa: E402  (this folder is on sys.path when a bench script runs)
+from bench_packed import _micro_batch  # noqa: E402
+
 import workers.rollout.hf as hf  # noqa: E402
 import workers.rollout.static_decode as sd  # noqa: E402
 from relift.models.tiny import build_tiny_tokenizer, make_tiny_model  # noqa: E402
-from relift.protocol import DataProto  # noqa: E402
 from workers.prompt_sharing import _distinct, shared_prompt_logits  # noqa: E402
-
-
-def _micro_batch(prompts: int, n: int, prompt_len: int, response_len: int) -> tuple[torch.Tensor, ...]:
-    """Left-padded prompts (14..prompt_len tokens) repeated n times, right-padded responses (2/3..1 of the cap)."""
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.randint(min(14, prompt_len), prompt_len + 1, (prompts,), generator=g)
-    prompt = torch.randint(0, 256, (prompts, prompt_len), generator=g)
-    prompt_mask = (torch.arange(prompt_len) >= prompt_len - lengths[:, None]).long()
-    rows = prompts * n
-    resp_lengths = torch.randint(response_len * 2 // 3, response_len + 1, (rows,), generator=g)
-    response = torch.randint(0, 256, (rows, response_len), generator=g)
-    response_mask = (torch.arange(response_len) < resp_lengths[:, None]).long()
-    ids = torch.cat([prompt.repeat_interleave(n, 0), response], 1)
-    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), response_mask], 1)
-    return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
 
 class LeanForward:
@@ -67,8 +54,7 @@ class LeanForward:
         self.head_dim = cfg.hidden_size // self.heads
         with torch.no_grad():
             cos, sin = model.model.rotary_emb(torch.zeros(1), torch.arange(cfg.max_position_embeddings)[None])
-        half = cos.shape[-1] // 2
-        self.cos, self.signed_sin = cos[0], torch.cat((-sin[0, :, :half], sin[0, :, half:]), -1)
+        self.cos, self.signed_sin = cos[0], sd._signed_sin(sin[0])
 
     def _layers(self, x: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, past: list | None):
         b, t, _ = x.shape
@@ -124,7 +110,11 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, calls: int) -
 
 
 def bench_forward(model: torch.nn.Module, args: argparse.Namespace) -> None:
-    ids, mask, positions = _micro_batch(args.prompts, args.n, args.prompt_len, args.response_len)
+    # responses of 2/3 to all of the cap, like the bench job's: one width for all rows, so both paths run
+    # one response pass (the shipped one would split rows of very different lengths into two)
+    batch = _micro_batch(args.prompts, args.n, args.prompt_len, args.response_len, seed=0,
+                         min_response=args.response_len * 2 // 3)
+    ids, mask, positions = batch["input_ids"], batch["attention_mask"], batch["position_ids"]
     p, r = args.prompt_len, args.response_len
     lean = LeanForward(model)
     variants: dict[str, Callable[[], torch.Tensor]] = {
@@ -198,9 +188,7 @@ class FusedDecoder(sd.StaticDecoder):
 def bench_decode(model: torch.nn.Module, tok: Any, args: argparse.Namespace) -> None:
     engine = hf.HFRollout(model, {"response_length": args.response_len, "do_sample": True, "temperature": 1.0},
                           eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
-    enc = tok([f"{i % 97}+{i % 13}=" for i in range(args.rows)], return_tensors="pt", padding=True)
-    prompts = DataProto.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                                   "position_ids": (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)})
+    prompts = _prompts(tok, args.rows)
     shipped = hf.StaticDecoder
     tokens = {}
 
@@ -230,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--prompts", type=int, default=8, help="forward: distinct prompts in the micro-batch")
     p.add_argument("--n", type=int, default=4, help="forward: samples per prompt")
-    p.add_argument("--prompt-len", type=int, default=24)
-    p.add_argument("--response-len", type=int, default=32)
+    p.add_argument("--prompt-len", type=int, default=30, help="forward: prompt width (prompts up to 6 shorter)")
+    p.add_argument("--response-len", type=int, default=32, help="response cap (forward: lengths 2/3..1 of it)")
     p.add_argument("--rows", type=int, default=32, help="decode: rows of the generation call")
     p.add_argument("--compile", action="store_true", help="forward: also time the torch.compile'd forward")
     p.add_argument("--repeats", type=int, default=5)

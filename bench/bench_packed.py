@@ -26,11 +26,14 @@ from relift.models.tiny import build_tiny_tokenizer, make_tiny_model  # noqa: E4
 from workers.actor import DataParallelActor  # noqa: E402
 
 
-def _micro_batch(prompts: int, samples: int, prompt: int, response: int, seed: int) -> dict[str, torch.Tensor]:
+def _micro_batch(prompts: int, samples: int, prompt: int, response: int, seed: int,
+                 min_response: int = 1) -> dict[str, torch.Tensor]:
+    """Left-padded prompts (``prompt - 6 .. prompt`` tokens), each repeated ``samples`` times, and
+    right-padded responses of ``min_response .. response`` tokens."""
     g = torch.Generator().manual_seed(seed)
     rows = prompts * samples
     p_len = torch.randint(max(1, prompt - 6), prompt + 1, (prompts,), generator=g).repeat_interleave(samples)
-    r_len = torch.randint(1, response + 1, (rows,), generator=g)
+    r_len = torch.randint(min_response, response + 1, (rows,), generator=g)
     prompt_ids = torch.randint(3, 250, (prompts, prompt), generator=g).repeat_interleave(samples, 0)
     ids = torch.cat([prompt_ids, torch.randint(3, 250, (rows, response), generator=g)], 1)
     cols = torch.arange(prompt + response)
