@@ -1,4 +1,4 @@
-"""Three CPU speed-ups tried in round 6 of issue 18 and NOT shipped; kept so the decision can be re-checked.
+"""CPU speed-ups tried in rounds 6 and 7 of issue 18 and NOT shipped; kept so the decisions can be re-checked.
 
 ``--part forward``: the actor's forward + backward on one GRPO micro-batch (each distinct prompt run
 once, its keys/values shared by its samples), through transformers' Qwen2 forward as relift runs it
@@ -8,12 +8,14 @@ with ``--compile``, that forward under ``torch.compile(dynamic=True)``, its laye
 whole call (the first call, which compiles, is timed and printed).
 ``--part decode``: the shipped static-cache decode step (``workers/rollout/static_decode.py``) against
 one with the q/k/v and gate/up projections fused into one matmul each (weights concatenated once per
-generation call). Runs alternate; medians are printed, with how far each variant's logits and
-gradients (or sampled tokens) are from the shipped path's.
+generation call) and, with ``--compile`` (round 7), a step with static shapes under
+``torch.compile(dynamic=False, fullgraph=True)``. Runs alternate; medians are printed, with how far each
+variant's logits and gradients (or sampled tokens) are from the shipped path's.
 
     python bench/bench_cpu_fusions.py --part forward                        # the tiny bench job's shapes
     python bench/bench_cpu_fusions.py --part forward --hidden 256 --layers 6 --n 8 --response-len 64
     python bench/bench_cpu_fusions.py --part forward --compile              # adds up to ~30 s of compiling
+    python bench/bench_cpu_fusions.py --part decode --compile               # adds 3-20 s of compiling
     python bench/bench_cpu_fusions.py --part decode --hidden 256 --layers 6 --rows 256 --response-len 64
 """
 
@@ -185,6 +187,57 @@ class FusedDecoder(sd.StaticDecoder):
         return self.module.lm_head(sd._rms(x, self.module.model.norm))
 
 
+class CompiledDecoder(sd.StaticDecoder):
+    """The decode step with static shapes under ``torch.compile(dynamic=False, fullgraph=True)``.
+
+    Attention reads the whole cache (unfilled positions masked by the additive bias) and the new
+    token's own key/value beside it, so no shape depends on the step; the new keys/values are
+    written into the cache after the compiled call, in eager mode (written inside the graph, the
+    compiled step ran 5x slower than eager in a scratch test: the cache was copied at every step).
+    One compile per row count (pruning finished rows changes it) and cache capacity; the unfilled cache
+    is zeroed (the shipped step never reads it)."""
+
+    def start(self, cache: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
+        super().start(cache, prompt_mask, repeats)
+        self.kv[..., self.length:, :] = 0  # read under a zero weight: must hold no NaN
+        if not hasattr(self, "_compiled"):
+            self._compiled = torch.compile(self._layers_static, dynamic=False, fullgraph=True)
+
+    def _layers_static(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: torch.Tensor,
+                       bias: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        rows, heads, d, cap = x.shape[0], self.heads, self.head_dim, kv.shape[-2]
+        flat_bias = bias.reshape(rows * heads, 1, cap)
+        new = []
+        for i, lay in enumerate(self.layers):
+            h = sd._rms(x, lay.ln1)
+            q = sd._rotate(F.linear(h, lay.q.weight, lay.q.bias).view(rows, heads, d), cos, sin).reshape(-1, 1, d)
+            k = sd._rotate(F.linear(h, lay.k.weight, lay.k.bias).view(rows, heads, d), cos, sin)
+            v = F.linear(h, lay.v.weight, lay.v.bias).view(rows, heads, d)
+            new += [k, v]
+            keys, values = kv[i, 0].reshape(-1, cap, d), kv[i, 1].reshape(-1, cap, d)
+            scores = torch.cat([torch.baddbmm(flat_bias, q, keys.transpose(1, 2), alpha=self.scaling),
+                                (q * k.reshape(-1, 1, d)).sum(-1, keepdim=True) * self.scaling], -1)
+            probs = torch.softmax(scores, -1)
+            att = torch.baddbmm(probs[..., cap:] * v.reshape(-1, 1, d), probs[..., :cap], values)
+            x = sd._add_linear(x, att.view(rows, -1), lay.o)
+            h = sd._rms(x, lay.ln2)
+            x = sd._add_linear(x, F.silu(F.linear(h, lay.gate.weight)) * F.linear(h, lay.up.weight), lay.down)
+        return self.module.lm_head(sd._rms(x, self.module.model.norm)), new
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        assert not self.gqa and self.bias is not None, "the compiled variant covers the bench's CPU shapes only"
+        t = self.length
+        x = self.module.model.embed_tokens(tokens)
+        cos, sin = self._rope_for(x, positions)
+        logits, new = self._compiled(x, cos, sin, self.kv, self.bias)
+        for i in range(len(self.layers)):
+            self.kv[i, 0, :, :, t], self.kv[i, 1, :, :, t] = new[2 * i], new[2 * i + 1]
+        self.bias[:, :, 0, t] = 0
+        self.length = t + 1
+        return logits
+
+
 def bench_decode(model: torch.nn.Module, tok: Any, args: argparse.Namespace) -> None:
     engine = hf.HFRollout(model, {"response_length": args.response_len, "do_sample": True, "temperature": 1.0},
                           eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
@@ -197,14 +250,20 @@ def bench_decode(model: torch.nn.Module, tok: Any, args: argparse.Namespace) -> 
         engine.reseed(0)
         tokens[cls.__name__] = engine.generate_sequences(prompts).batch["responses"]
 
+    variants = {"static decode step (shipped)": shipped, "q/k/v and gate/up fused": FusedDecoder}
+    if args.compile:
+        variants["static shapes under torch.compile"] = CompiledDecoder
     try:
-        ms = _median_ms({"static decode step (shipped)": lambda: generate(shipped),
-                         "q/k/v and gate/up fused": lambda: generate(FusedDecoder)}, args.repeats, 1)
+        for name, cls in variants.items():  # the first call of each (the compiled one compiles)
+            t0 = time.perf_counter()
+            generate(cls)
+            print(f"{name}: first call {time.perf_counter() - t0:.1f} s; same tokens as shipped: "
+                  f"{torch.equal(tokens[cls.__name__], tokens['StaticDecoder'])}")
+        ms = _median_ms({name: (lambda c=cls: generate(c)) for name, cls in variants.items()}, args.repeats, 1)
     finally:
         hf.StaticDecoder = shipped
-    print(f"one generation call, {args.rows} rows x {args.response_len} tokens, hidden {args.hidden} x "
-          f"{args.layers} layers, {args.threads} threads; median of {args.repeats}; same tokens: "
-          f"{torch.equal(tokens['StaticDecoder'], tokens['FusedDecoder'])}")
+    print(f"\none generation call, {args.rows} rows x {args.response_len} tokens, hidden {args.hidden} x "
+          f"{args.layers} layers, {args.threads} threads; median of {args.repeats}")
     print("| variant | ms per call | vs shipped |\n|---|---:|---:|")
     base = ms["static decode step (shipped)"]
     for name, value in ms.items():
@@ -221,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt-len", type=int, default=30, help="forward: prompt width (prompts up to 6 shorter)")
     p.add_argument("--response-len", type=int, default=32, help="response cap (forward: lengths 2/3..1 of it)")
     p.add_argument("--rows", type=int, default=32, help="decode: rows of the generation call")
-    p.add_argument("--compile", action="store_true", help="forward: also time the torch.compile'd forward")
+    p.add_argument("--compile", action="store_true", help="also time the torch.compile'd forward / decode step")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--calls", type=int, default=10, help="forward: calls per timed run")
     p.add_argument("--threads", type=int, default=2)
