@@ -193,7 +193,7 @@ class CompiledDecoder(sd.StaticDecoder):
     Attention reads the whole cache (unfilled positions masked by the additive bias) and the new
     token's own key/value beside it, so no shape depends on the step; the new keys/values are
     written into the cache after the compiled call, in eager mode (written inside the graph, the
-    compiled step ran 5x slower than eager in a scratch test: the cache was copied at every step).
+    compiled step ran 5x slower than eager in a scratch test, probably by copying the cache every step).
     One compile per row count (pruning finished rows changes it) and cache capacity; the unfilled cache
     is zeroed (the shipped step never reads it)."""
 
