@@ -111,6 +111,13 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, calls: int) -
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _print_table(ms: dict[str, float], shipped: str) -> None:
+    """Milliseconds per call of each variant and its ratio to the shipped path's."""
+    print("| variant | ms per call | vs shipped |\n|---|---:|---:|")
+    for name, value in ms.items():
+        print(f"| {name} | {value:.1f} | {value / ms[shipped]:.2f}x |")
+
+
 def bench_forward(model: torch.nn.Module, args: argparse.Namespace) -> None:
     # responses of 2/3 to all of the cap, like the bench job's: one width for all rows, so both paths run
     # one response pass (the shipped one would split rows of very different lengths into two)
@@ -149,10 +156,7 @@ def bench_forward(model: torch.nn.Module, args: argparse.Namespace) -> None:
     ms = _median_ms({k: (lambda f=f: step(f)) for k, f in variants.items()}, args.repeats, args.calls)
     print(f"\nforward + backward, {args.prompts} prompts x {args.n} samples, prompt {p} / response {r} tokens, "
           f"hidden {args.hidden} x {args.layers} layers, {args.threads} threads; median of {args.repeats}")
-    print("| variant | ms per call | vs shipped |\n|---|---:|---:|")
-    base = ms["transformers forward (shipped)"]
-    for name, value in ms.items():
-        print(f"| {name} | {value:.1f} | {value / base:.2f}x |")
+    _print_table(ms, "transformers forward (shipped)")
 
 
 class FusedDecoder(sd.StaticDecoder):
@@ -264,10 +268,7 @@ def bench_decode(model: torch.nn.Module, tok: Any, args: argparse.Namespace) -> 
         hf.StaticDecoder = shipped
     print(f"\none generation call, {args.rows} rows x {args.response_len} tokens, hidden {args.hidden} x "
           f"{args.layers} layers, {args.threads} threads; median of {args.repeats}")
-    print("| variant | ms per call | vs shipped |\n|---|---:|---:|")
-    base = ms["static decode step (shipped)"]
-    for name, value in ms.items():
-        print(f"| {name} | {value:.1f} | {value / base:.2f}x |")
+    _print_table(ms, "static decode step (shipped)")
 
 
 def main(argv: list[str] | None = None) -> None:
