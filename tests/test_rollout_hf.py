@@ -179,6 +179,20 @@ def test_shared_module_sees_actor_updates_without_copy(tokenizer, model):
     assert engine.module is model
 
 
+@pytest.mark.parametrize("static_decode", [True, False])
+def test_outputs_of_the_inference_mode_decode_train_the_shared_module(tokenizer, model, static_decode):
+    """The decode runs under torch.inference_mode; what it returns must still be normal tensors, or
+    the update's backward (which saves the token ids) would refuse them."""
+    engine = HFRollout(model, {"response_length": 5, "n": 2}, eos_token_id=EOS, pad_token_id=PAD)
+    engine.static_decode = static_decode
+    out = engine.generate_sequences(prompts(tokenizer, texts=("hello",)))
+    assert [k for k, v in out.batch.items() if v.is_inference()] == []
+    logits = model(input_ids=out.batch["input_ids"], attention_mask=out.batch["attention_mask"],
+                   position_ids=out.batch["position_ids"]).logits
+    (logits.log_softmax(-1) * out.batch["response_mask"].sum()).mean().backward()  # embedding saves the ids
+    assert model.model.embed_tokens.weight.grad is not None
+
+
 # ------------------------------------------------------------------------------------- helpers
 
 
