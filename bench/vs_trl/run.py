@@ -9,7 +9,8 @@ Usage (from any directory; ``run.sh`` picks the interpreter)::
 Per job both systems get the same model (a relift tiny Qwen2 checkpoint with random weights and the
 local byte tokenizer), the same "a+b=" prompts (dataset/toy_arithmetic.py, chat-templated), n samples
 per prompt, the same response cap, fp32, one optimiser step per RL step (on-policy), no KL, no
-validation, no saves. Each run is a fresh process; runs alternate relift / TRL (the first system
+validation, no saves, and the same reward function (``boxed_reward.py``: TRL calls it in-process,
+relift in its reward worker processes). Each run is a fresh process; runs alternate relift / TRL (the first system
 swaps every repeat) so load drift on a shared machine hits both. Per run: the mean of the per-step
 wall times after ``--warmup`` steps, generated tokens per second (samples x mean response length /
 step time) and the peak RSS and PSS of the whole process tree (sampled every 0.1 s from /proc, so
@@ -247,6 +248,9 @@ def relift_cmd(work: Path, name: str, steps: int, seed: int, lr: float, out: Pat
         f"actor_rollout_ref.actor.optim.lr={lr}",
         "actor_rollout_ref.actor.optim.weight_decay=0.0",
         "algorithm.adv_estimator=grpo",
+        # the same reward function as TRL's side, in relift's reward processes (boxed_reward.py)
+        f"reward.custom_reward_function.path={HERE / 'boxed_reward.py'}",
+        "reward.custom_reward_function.name=compute_score",
         f"trainer.total_training_steps={steps}",
         "trainer.total_epochs=100",
         "trainer.test_freq=-1",

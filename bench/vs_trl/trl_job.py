@@ -18,19 +18,19 @@ OUT.json: per-step wall seconds, per-step mean completion length, the torch thre
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tempfile
 import time
 
+from boxed_reward import boxed_score  # bench/vs_trl/boxed_reward.py, beside this script (sys.path[0])
+
 
 def _boxed_reward(completions, answer, **_kwargs) -> list[float]:
-    """1.0 when the last ``\\boxed{...}`` equals the sum, else 0.0 (the toy task's rule; cheap)."""
+    """TRL's reward function: :func:`boxed_reward.boxed_score`, the function relift's side calls too."""
     out = []
     for completion, truth in zip(completions, answer):
         text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
-        found = re.findall(r"\\boxed\{([^{}]*)\}", text)
-        out.append(1.0 if found and found[-1].strip() == str(truth) else 0.0)
+        out.append(boxed_score(text, truth))
     return out
 
 
