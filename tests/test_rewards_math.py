@@ -104,6 +104,40 @@ def test_require_think_format_zeroes_unformatted_correct_answers():
     assert out["format"] is False and out["pred"] == "12" and out["acc"] == 0.0
 
 
+def _random_integer(rng) -> str:
+    digits = rng.choice([1, 2, 3, 9, 15, 20])
+    text = str(rng.randrange(10**digits))
+    if rng.random() < 0.2:
+        text = "0" * rng.randint(1, 3) + text
+    return ("-" if rng.random() < 0.3 else "") + text
+
+
+def test_boxed_integers_get_math_verify_s_verdict_without_calling_it(monkeypatch):
+    import random
+
+    rng = random.Random(0)
+    pairs = [("-0", "0"), ("007", "7"), (" 7 ", "7"), ("12345678901234567890", "12345678901234567891")]
+    for _ in range(300):
+        gold = _random_integer(rng)
+        pred = rng.choice([gold, str(int(gold)), " " + gold, _random_integer(rng)])
+        pairs.append((pred, gold))
+    verdicts = [rmath.grade("$" + p + "$", g)[0] for p, g in pairs]  # math-verify itself
+    assert any(verdicts) and not all(verdicts)
+    monkeypatch.setattr(rmath, "grade", lambda *a: pytest.fail(f"math-verify called for integers {a}"))
+    for (pred, gold), verdict in zip(pairs, verdicts, strict=True):
+        out = rmath.compute_score_dict(f"so \\boxed{{{pred}}}", gold)
+        assert (out["score"] == 1.0) == verdict and out["pred"] == pred.strip(), (pred, gold)
+
+
+@pytest.mark.parametrize("boxed, gold", [("7.0", "7"), ("+7", "7"), ("1,000", "1000"), ("\\frac{14}{2}", "7"),
+                                         ("7", "7.0"), ("٧", "7"), ("7" * 101, "7" * 101)])
+def test_anything_but_two_plain_integers_goes_to_math_verify(monkeypatch, boxed, gold):
+    seen = []
+    monkeypatch.setattr(rmath, "grade", lambda pred, truth: seen.append((pred, truth)) or (True, pred))
+    assert rmath.compute_score(f"\\boxed{{{boxed}}}", gold) == 1.0
+    assert seen == [("$" + boxed + "$", gold)]
+
+
 def test_gold_first_order_and_equivalences():
     assert rmath.compute_score("\\boxed{\\dfrac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}") == 1.0
     assert rmath.compute_score("\\boxed{(1,2)}", "(1, 2)") == 1.0
