@@ -200,7 +200,7 @@ class HFRollout(BaseRollout):
 
     # ------------------------------------------------------------------------------ generation
 
-    @torch.inference_mode()  # no autograd bookkeeping per op: 7-9% off a tiny CPU decode (docs/performance.md)
+    @torch.inference_mode()  # no autograd bookkeeping per op: 6-9% off a tiny CPU decode (docs/performance.md)
     def _generate_chunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                         repeats: int, settings: SamplingSettings, eos_ids: list[int], pad_id: int
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
