@@ -244,6 +244,18 @@ def test_custom_reward_function_from_file_overrides_every_source(tmp_path):
         assert pool.score(["y"], ["q"], ["q"])[0]["score"] == 2.0
 
 
+def test_workers_start_with_math_verify_already_imported(tmp_path):
+    """The zygote imports math-verify (and sympy) before forking, so no worker pays the 1-3 s import
+    inside a sample's deadline and the forked workers share its pages."""
+    path = tmp_path / "loaded.py"
+    path.write_text("import sys\n\ndef loaded(data_source, solution_str, ground_truth, extra_info=None):\n"
+                    "    names = sorted(m for m in ('math_verify', 'sympy') if m in sys.modules)\n"
+                    "    return {'score': 0.0, 'loaded': names}\n")
+    with RewardPool(num_workers=2, timeout=TIMEOUT, custom_reward_fn=(str(path), "loaded")) as pool:
+        out = pool.score(["x"] * 4, ["a"] * 4, ["1"] * 4)
+    assert [r["loaded"] for r in out] == [["math_verify", "sympy"]] * 4
+
+
 def test_interrupted_batch_leaves_no_stale_results(tmp_path, monkeypatch):
     import relift.rewards.pool as pool_mod
 

@@ -160,10 +160,11 @@ def zygote_main() -> None:
         _, state, custom_spec, options = tasks.recv()
         _decode_registry(state)
         custom = _decode_fn(custom_spec) if custom_spec is not None else None
-        # warm up: import math-verify/sympy now, once, not inside the first sample's deadline
+        # warm up: import math-verify/sympy and run its parser now, once, not inside the first sample's
+        # deadline (a fraction, not an integer: integers are graded without math-verify)
         from relift.rewards import math as _math
 
-        _math.compute_score("\\boxed{1}", "1")
+        _math.grade("$\\frac{1}{2}$", "0.5")
     except BaseException:  # noqa: BLE001
         results.send(("init_error", traceback.format_exc()))
         os._exit(1)
