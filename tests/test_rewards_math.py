@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 
 import pandas as pd
@@ -113,8 +114,6 @@ def _random_integer(rng) -> str:
 
 
 def test_boxed_integers_get_math_verify_s_verdict_without_calling_it(monkeypatch):
-    import random
-
     rng = random.Random(0)
     pairs = [("-0", "0"), ("007", "7"), (" 7 ", "7"), ("12345678901234567890", "12345678901234567891")]
     for _ in range(300):
