@@ -244,16 +244,57 @@ def test_custom_reward_function_from_file_overrides_every_source(tmp_path):
         assert pool.score(["y"], ["q"], ["q"])[0]["score"] == 2.0
 
 
+PROBE = """import sys
+
+def loaded(*args, **kwargs):
+    names = sorted(m for m in ('math_verify', 'sympy', 'probe_lazy_dep') if m in sys.modules)
+    solution = args[1] if len(args) == 4 else args[0]  # a custom function / a registered scorer
+    if solution == "import":
+        import probe_lazy_dep  # noqa: F401  (imported only when called, as verl's scorers do)
+    return {'score': 0.0, 'loaded': names}
+"""
+
+
 def test_workers_start_with_math_verify_already_imported(tmp_path):
-    """The zygote imports math-verify (and sympy) before forking, so no worker pays the 1-3 s import
-    inside a sample's deadline and the forked workers share its pages."""
-    path = tmp_path / "loaded.py"
-    path.write_text("import sys\n\ndef loaded(data_source, solution_str, ground_truth, extra_info=None):\n"
-                    "    names = sorted(m for m in ('math_verify', 'sympy') if m in sys.modules)\n"
-                    "    return {'score': 0.0, 'loaded': names}\n")
+    """With relift's registered scorers the zygote imports math-verify (and sympy) before forking, so
+    no worker pays the 1-3 s import inside a sample's deadline and the forked workers share its pages."""
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
+    state = registry.snapshot()
+    try:
+        register_reward("probe_source")(registry.load_custom_reward_fn(path, "loaded"))
+        with RewardPool(num_workers=2, timeout=TIMEOUT) as pool:
+            out = pool.score(["probe_source"] * 4, ["a"] * 4, ["1"] * 4)
+    finally:
+        registry.restore(state)
+    assert [r["loaded"] for r in out] == [["math_verify", "sympy"]] * 4
+
+
+def test_a_custom_function_gets_no_math_verify_it_does_not_import(tmp_path):
+    """A custom function replaces every scorer: its workers do not carry math-verify (~44 MB of RSS each)."""
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
     with RewardPool(num_workers=2, timeout=TIMEOUT, custom_reward_fn=(str(path), "loaded")) as pool:
         out = pool.score(["x"] * 4, ["a"] * 4, ["1"] * 4)
-    assert [r["loaded"] for r in out] == [["math_verify", "sympy"]] * 4
+    assert [r["loaded"] for r in out] == [[]] * 4
+
+
+def test_a_module_a_scorer_imports_when_called_is_preloaded_for_later_workers(tmp_path, monkeypatch):
+    """The first worker imports it inside the sample; the zygote learns it, so a worker forked
+    afterwards (here: to replace one that was killed) starts with it."""
+    (tmp_path / "probe_lazy_dep.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the pool passes the parent's sys.path on
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
+    with RewardPool(num_workers=1, timeout=TIMEOUT, custom_reward_fn=(str(path), "loaded")) as pool:
+        first = pool.score(["x", "x"], ["import", "a"], ["1", "1"])
+        assert [r["loaded"] for r in first] == [[], ["probe_lazy_dep"]]  # the same worker, before and after
+        (pid,) = pool.pids
+        os.kill(pid, 9)
+        assert _gone(pid)
+        again = pool.score(["x"], ["a"], ["1"])
+        assert pool.pids != [pid]
+    assert again[0]["loaded"] == ["probe_lazy_dep"]
 
 
 def test_interrupted_batch_leaves_no_stale_results(tmp_path, monkeypatch):

@@ -11,7 +11,8 @@ logged with their input (at most 3 per batch), the others as one summary line pe
 their count and most common reasons (never dropped silently).
 
 How workers start: :mod:`relift.rewards.pool_worker` (a zygote interpreter that imports the
-scorers once and forks workers in milliseconds; never a fork of this threaded process).
+scorers once and forks workers in milliseconds; never a fork of this threaded process; modules a
+scorer imports only when called are passed on to it, so later forks have them too).
 
 Scheduling, and why a hang costs at most its timeout: a batch is cut into chunks (about four per
 worker) handed to idle workers; each worker reports every sample as it finishes it, so the parent
@@ -146,6 +147,7 @@ class RewardPool:
         self._zygote: subprocess.Popen | None = None
         self._workers: list[WorkerHandle] = []
         self._dying: list[ScorerProcess] = []  # killed, maybe still freeing memory
+        self._lazy_imports: dict[str, None] = {}  # modules the scorers imported when called (pool_worker)
         try:
             self._start_zygote()
             for _ in range(self.num_workers):
@@ -233,6 +235,14 @@ class RewardPool:
         if msg[0] == "init_error":
             # a zygote that cannot import its scorers is a configuration error: stop and say why
             raise RuntimeError("a reward worker failed to start:\n" + msg[1])
+        if self._lazy_imports:  # a restarted zygote: what the old one had learnt
+            self._send_preload(list(self._lazy_imports))
+
+    def _send_preload(self, names: list[str]) -> None:
+        try:
+            self._z_tasks.send(("preload", names))
+        except OSError:  # the zygote died: the next fork restarts it, and this method resends
+            pass
 
     def _stop_zygote(self) -> None:
         if self._zygote is None:
@@ -433,6 +443,11 @@ class RewardPool:
                 elif msg[0] == "ready":
                     worker.ready = True
                     self._init_failures = 0
+                elif msg[0] == "imported":  # a scorer imported modules lazily: later forks get them
+                    new = [name for name in msg[1] if name not in self._lazy_imports]
+                    self._lazy_imports.update(dict.fromkeys(new))
+                    if new:
+                        self._send_preload(new)
         except (EOFError, OSError):
             if not worker.ready:
                 self._init_failures += 1

@@ -14,6 +14,15 @@ closes its copies and reports the child's pid.  Messages use ``multiprocessing.c
 framing on dedicated pipes, so a scorer that prints cannot corrupt them.  Every process asks the
 kernel to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``) and polls ``getppid`` as a
 fallback; the zygote ignores SIGCHLD so the kernel reaps the workers the parent kills.
+
+What the zygote preloads: the custom reward function's module (so its top-level imports), and, when
+relift's registered scorers are in use (no custom function), math-verify and sympy, warmed up by
+grading one answer. A custom function replaces every scorer, so its workers do not carry math-verify
+(~44 MB of RSS per process) unless it imports it. Modules a scorer imports only when called (as
+``from math_verify import ...`` inside the function) are learnt: a worker reports each module it
+imported while scoring, before the sample's result, and the parent passes the names on to the
+zygote, which imports them; so only the first workers pay such an import, and later forks (after a
+timeout, a crash or a suspect) start with it and share its pages.
 """
 
 from __future__ import annotations
@@ -125,6 +134,7 @@ def _worker_loop(
         os._exit(0)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     results.send(("ready", os.getpid()))
+    known = set(sys.modules)
     while True:
         try:
             msg = tasks.recv()
@@ -139,11 +149,31 @@ def _worker_loop(
                 os._exit(1)
             except BaseException as exc:  # noqa: BLE001  (math-verify's TimeoutException too)
                 out = ("res", item[0], None, f"{type(exc).__name__}: {exc}"[:_ERR_LIMIT])
+            if len(sys.modules) != len(known):  # the scorer imported something: the zygote should too
+                imported = sorted(set(sys.modules) - known)
+                known.update(imported)
+                if imported:
+                    results.send(("imported", imported))
             try:
                 results.send(out)
             except Exception as exc:  # noqa: BLE001  (an unpicklable field in the result)
                 results.send(("res", item[0], None, f"result not picklable: {exc}"))
     os._exit(0)
+
+
+def _preload(names: list[str]) -> None:
+    """Import modules a worker imported while scoring, so the workers forked from now on have them.
+    A name that cannot be imported here (an alias, a module built at run time) is skipped: the
+    worker that needs it imports it itself, as it would without the zygote."""
+    import importlib
+
+    for name in names:
+        if name in sys.modules or name.startswith(CUSTOM_MODULE_PREFIX) or name.startswith("__"):
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001, S112
+            continue
 
 
 def zygote_main() -> None:
@@ -160,11 +190,12 @@ def zygote_main() -> None:
         _, state, custom_spec, options = tasks.recv()
         _decode_registry(state)
         custom = _decode_fn(custom_spec) if custom_spec is not None else None
-        # warm up: import math-verify/sympy and run its parser now, once, not inside the first sample's
-        # deadline (a fraction, not an integer: integers are graded without math-verify)
-        from relift.rewards import math as _math
+        if custom is None:
+            # warm up the registered math scorers: import math-verify/sympy and run its parser now, once,
+            # not inside the first sample's deadline (a fraction: integers are graded without math-verify)
+            from relift.rewards import math as _math
 
-        _math.grade("$\\frac{1}{2}$", "0.5")
+            _math.grade("$\\frac{1}{2}$", "0.5")
     except BaseException:  # noqa: BLE001
         results.send(("init_error", traceback.format_exc()))
         os._exit(1)
@@ -172,10 +203,16 @@ def zygote_main() -> None:
     results.send(("ready", os.getpid()))
     me = os.getpid()
     while True:
-        readable, _, _ = select.select([ctl], [], [], 1.0)
+        readable, _, _ = select.select([tasks, ctl], [], [], 1.0)
         if os.getppid() != parent_pid:
             os._exit(0)
-        if not readable:
+        if tasks in readable:  # first, so a fork asked for after a preload gets the preloaded modules
+            try:
+                _, names = tasks.recv()
+            except (EOFError, OSError):
+                os._exit(0)
+            _preload(names)
+        if ctl not in readable:
             continue
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, 16, 2)
