@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from relift.rewards import RewardPool, register_reward, registry
 from relift.rewards import compute_score as direct_score
+from relift.rewards import math as math_scorer
 
 HANG = "<think>t</think>\\boxed{9^{9^{9^{9^{9}}}}}"  # sympy computes this power for ever
 TIMEOUT = 3.0
@@ -277,6 +279,28 @@ def test_a_custom_function_gets_no_math_verify_it_does_not_import(tmp_path):
     with RewardPool(num_workers=2, timeout=TIMEOUT, custom_reward_fn=(str(path), "loaded")) as pool:
         out = pool.score(["x"] * 4, ["a"] * 4, ["1"] * 4)
     assert [r["loaded"] for r in out] == [[]] * 4
+
+
+def test_a_custom_files_warm_up_runs_once_before_the_workers_start(tmp_path, monkeypatch):
+    """``relift_warm_up()`` in the custom file runs in the zygote: every worker starts with what it loaded."""
+    (tmp_path / "probe_lazy_dep.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE + "\n\ndef relift_warm_up():\n    import probe_lazy_dep  # noqa: F401\n")
+    with RewardPool(num_workers=2, timeout=TIMEOUT, custom_reward_fn=(str(path), "loaded")) as pool:
+        out = pool.score(["x"] * 4, ["a"] * 4, ["1"] * 4)
+    assert [r["loaded"] for r in out] == [["probe_lazy_dep"]] * 4
+
+
+def test_the_relift_v3_reward_warms_up_math_verify_as_a_custom_file():
+    """The ReLIFT recipes load math_v3.py as the custom function: its workers must not import
+    math-verify inside a sample's deadline, so the file carries the warm-up hook."""
+    import relift.rewards.math_v3 as v3
+    from relift.rewards.custom import WARM_UP_NAME, load_custom_reward_fn
+
+    fn = load_custom_reward_fn(v3.__file__, "compute_score")
+    hook = getattr(sys.modules[fn.__module__], WARM_UP_NAME)
+    assert hook is math_scorer.relift_warm_up
 
 
 def test_a_module_a_scorer_imports_when_called_is_preloaded_for_later_workers(tmp_path, monkeypatch):

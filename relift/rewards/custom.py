@@ -6,6 +6,13 @@ float or a dict with ``score``.  Given to :class:`relift.rewards.RewardPool` as
 ``custom_reward_fn=(path, name)`` it replaces every registered scorer; a function loaded here can
 also be registered for chosen sources with ``register_reward(...)(fn)`` (it then has the
 registry's signature, without ``data_source``).  Reward worker processes re-load the file by path.
+
+Warm-up: a file may also define ``relift_warm_up()`` (no arguments). The reward pool calls it once,
+in the process its workers are forked from, before the first worker starts: the place to import a
+heavy library and build its caches, so that no worker pays for it inside a sample's deadline and
+all workers share those pages (``relift/rewards/math_v3.py`` warms up math-verify this way). Modules
+the function imports only when called are also carried over to later workers after a first one has
+imported them (:mod:`relift.rewards.pool_worker`).
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["load_custom_reward_fn", "CUSTOM_MODULE_PREFIX"]
+__all__ = ["load_custom_reward_fn", "CUSTOM_MODULE_PREFIX", "WARM_UP_NAME"]
 
 CUSTOM_MODULE_PREFIX = "relift_custom_reward_"  # sys.modules names of files loaded here
+WARM_UP_NAME = "relift_warm_up"  # the optional warm-up function of a custom reward file
 
 
 def load_custom_reward_fn(path: str | os.PathLike, name: str = "compute_score") -> Callable:

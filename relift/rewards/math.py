@@ -38,6 +38,7 @@ __all__ = [
     "last_boxed_content",
     "check_think_format",
     "grade",
+    "relift_warm_up",
 ]
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -124,6 +125,14 @@ def _math_verify():
     import math_verify
 
     return math_verify
+
+
+def relift_warm_up() -> None:
+    """Import math-verify and sympy and run the parser once. The reward pool's zygote calls this
+    before it forks its workers (for the registered scorers, or as a custom reward module's
+    ``relift_warm_up``), so no worker pays the 1-3 s import inside a sample's deadline and all share
+    its pages. A fraction, not an integer: integers are graded without math-verify."""
+    grade("$\\frac{1}{2}$", "0.5")
 
 
 @lru_cache(maxsize=4096)

@@ -19,16 +19,17 @@ Selecting it: every ``data_source`` at once through the custom-reward hook
 ``reward.custom_reward_function.name=compute_score``), as the ReLIFT recipes do; or per source: it is
 registered in :mod:`relift.rewards.registry` under ``relift_v3`` (and ``math_v3``), so a row whose
 ``data_source`` is one of those is scored with it. Both run inside the reward pool's processes,
-which enforce the hard per-sample timeout.
+which enforce the hard per-sample timeout; loaded as the custom function, this module's
+``relift_warm_up`` (math-verify's) runs in the pool's zygote before any worker starts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from relift.rewards.math import grade
+from relift.rewards.math import grade, relift_warm_up
 
-__all__ = ["V3_SOURCES", "answer_segment", "compute_score", "compute_score_dict", "scored_text"]
+__all__ = ["V3_SOURCES", "answer_segment", "compute_score", "compute_score_dict", "relift_warm_up", "scored_text"]
 
 V3_SOURCES = ("relift_v3", "math_v3")
 _OPEN, _CLOSE = "<think>", "</think>"

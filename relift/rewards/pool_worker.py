@@ -15,14 +15,15 @@ framing on dedicated pipes, so a scorer that prints cannot corrupt them.  Every 
 kernel to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``) and polls ``getppid`` as a
 fallback; the zygote ignores SIGCHLD so the kernel reaps the workers the parent kills.
 
-What the zygote preloads: the custom reward function's module (so its top-level imports), and, when
-relift's registered scorers are in use (no custom function), math-verify and sympy, warmed up by
-grading one answer. A custom function replaces every scorer, so its workers do not carry math-verify
-(~44 MB of RSS per process) unless it imports it. Modules a scorer imports only when called (as
-``from math_verify import ...`` inside the function) are learnt: a worker reports each module it
-imported while scoring, before the sample's result, and the parent passes the names on to the
-zygote, which imports them; so only the first workers pay such an import, and later forks (after a
-timeout, a crash or a suspect) start with it and share its pages.
+What the zygote preloads: when relift's registered scorers are in use (no custom function),
+math-verify and sympy, warmed up by grading one answer; with a custom function, its file (so its
+top-level imports) and whatever the file's optional ``relift_warm_up()`` loads
+(``relift/rewards/math_v3.py`` warms up math-verify). A custom function replaces every scorer, so its
+workers do not carry math-verify (~44 MB of RSS per process) unless it uses it. Modules a scorer
+imports only when called (as ``from math_verify import ...`` inside the function) are learnt: a
+worker reports each module it imported while scoring, before the sample's result, and the parent
+passes the names on to the zygote, which imports them; so only the first workers pay such an
+import, and later forks (after a timeout, a crash or a suspect) start with it and share its pages.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from relift.rewards import registry
-from relift.rewards.custom import CUSTOM_MODULE_PREFIX, load_custom_reward_fn
+from relift.rewards.custom import CUSTOM_MODULE_PREFIX, WARM_UP_NAME, load_custom_reward_fn
 
 __all__ = ["encode_fn", "encode_registry", "zygote_main", "ZYGOTE_CMD"]
 
@@ -161,6 +162,20 @@ def _worker_loop(
     os._exit(0)
 
 
+def _warm_up(custom: Callable | None) -> None:
+    """Once, before any fork: math-verify's warm-up for the registered scorers, else the custom
+    file's own ``relift_warm_up`` if it has one (nothing otherwise: the custom function replaces
+    every scorer, so math-verify may never be needed)."""
+    if custom is None:
+        from relift.rewards import math as _math
+
+        _math.relift_warm_up()
+        return
+    hook = getattr(sys.modules.get(getattr(custom, "__module__", "") or ""), WARM_UP_NAME, None)
+    if callable(hook):
+        hook()
+
+
 def _preload(names: list[str]) -> None:
     """Import modules a worker imported while scoring, so the workers forked from now on have them.
     A name that cannot be imported here (an alias, a module built at run time) is skipped: the
@@ -190,12 +205,7 @@ def zygote_main() -> None:
         _, state, custom_spec, options = tasks.recv()
         _decode_registry(state)
         custom = _decode_fn(custom_spec) if custom_spec is not None else None
-        if custom is None:
-            # warm up the registered math scorers: import math-verify/sympy and run its parser now, once,
-            # not inside the first sample's deadline (a fraction: integers are graded without math-verify)
-            from relift.rewards import math as _math
-
-            _math.grade("$\\frac{1}{2}$", "0.5")
+        _warm_up(custom)
     except BaseException:  # noqa: BLE001
         results.send(("init_error", traceback.format_exc()))
         os._exit(1)
