@@ -433,7 +433,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "custom_reward_function.path",
         "alias",
-        "function(data_source, solution_str, ground_truth, extra_info)",
+        "function(data_source, solution_str, ground_truth, extra_info); an optional relift_warm_up() in the same "
+        "file runs once before the scoring processes are forked (import heavy libraries there; "
+        "relift/rewards/math_v3.py does)",
         relift="reward.custom_reward_function.path",
     ),
     Rule("custom_reward_function.name", "alias", "", relift="reward.custom_reward_function.name"),
