@@ -150,9 +150,10 @@ def _worker_loop(
                 os._exit(1)
             except BaseException as exc:  # noqa: BLE001  (math-verify's TimeoutException too)
                 out = ("res", item[0], None, f"{type(exc).__name__}: {exc}"[:_ERR_LIMIT])
-            if len(sys.modules) != len(known):  # the scorer imported something: the zygote should too
-                imported = sorted(set(sys.modules) - known)
-                known.update(imported)
+            if len(sys.modules) != len(known):  # the scorer imported a module: the zygote should import it too
+                current = set(sys.modules)
+                imported = sorted(current - known)
+                known = current  # also forgets dropped ones, so the length check stays a one-off
                 if imported:
                     results.send(("imported", imported))
             try:
