@@ -11,7 +11,8 @@ forking it is safe.
 Pipes: the parent creates each worker's task and result pipes and sends their ends to the zygote
 over a Unix socket (``socket.send_fds``); the zygote forks, the child keeps them, the zygote
 closes its copies and reports the child's pid.  Messages use ``multiprocessing.connection``
-framing on dedicated pipes, so a scorer that prints cannot corrupt them.  Every process asks the
+framing on dedicated pipes (written here by :class:`relift.rewards.pipe_wire.PipeEnd`, which spares
+these processes the import of ``multiprocessing``), so a scorer that prints cannot corrupt them.  Every process asks the
 kernel to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``) and polls ``getppid`` as a
 fallback; the zygote ignores SIGCHLD so the kernel reaps the workers the parent kills.
 
@@ -39,11 +40,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any
 
 from relift.rewards import registry
 from relift.rewards.custom import CUSTOM_MODULE_PREFIX, WARM_UP_NAME, load_custom_reward_fn
+from relift.rewards.pipe_wire import PipeEnd
 
 __all__ = ["encode_fn", "encode_registry", "zygote_main", "ZYGOTE_CMD"]
 
@@ -127,7 +128,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _worker_loop(
-    tasks: Connection, results: Connection, custom: Callable | None, options: dict, parent_pid: int
+    tasks: PipeEnd, results: PipeEnd, custom: Callable | None, options: dict, parent_pid: int
 ) -> None:
     """A forked worker: score every item of every ("batch", items) message, one answer each."""
     _set_parent_death_signal()
@@ -199,8 +200,8 @@ def zygote_main() -> None:
     if os.getppid() != parent_pid:
         os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    tasks = Connection(task_fd, writable=False)
-    results = Connection(result_fd, readable=False)
+    tasks = PipeEnd(task_fd)
+    results = PipeEnd(result_fd)
     ctl = socket.socket(fileno=ctl_fd)
     try:
         _, state, custom_spec, options = tasks.recv()
@@ -243,9 +244,7 @@ def zygote_main() -> None:
                 ctl.close()
                 tasks.close()
                 results.close()
-                _worker_loop(
-                    Connection(fds[0], writable=False), Connection(fds[1], readable=False), custom, options, me
-                )
+                _worker_loop(PipeEnd(fds[0]), PipeEnd(fds[1]), custom, options, me)
             finally:
                 os._exit(1)
         for fd in fds:
