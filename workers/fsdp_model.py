@@ -105,6 +105,12 @@ def build_sharded(model: ModelSpec, path: str, fsdp: FSDPSpec, *, train: bool, r
         full_sd = {k: v.detach().clone() for k, v in module.state_dict().items()}
     if broadcast:
         buffers = {name: (b.detach().clone() if rank == 0 else None) for name, b in module.named_buffers()}
+    if train and model.lean_activations:
+        from relift.models.lean_layers import apply_lean_layers  # noqa: PLC0415
+
+        swapped = apply_lean_layers(module)
+        logger.info("lean_activations: %s", f"{swapped} RMSNorm/MLP modules keep fewer tensors for the backward"
+                    if swapped else "not a Llama-shaped model, its layers are kept as loaded")
     if train and model.enable_gradient_checkpointing:
         module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(module, "config"):

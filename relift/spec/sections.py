@@ -102,6 +102,7 @@ class ModelSpec:
     load_format: str         # auto | dummy
     use_remove_padding: bool  # actor passes: length-sorted micro-batches (fixed or token-budget), each trimmed
     share_prompt_prefix: bool  # actor passes: each distinct prompt of a micro-batch runs once, its K/V shared
+    lean_activations: bool = False  # training: RMSNorm / SwiGLU keep fewer tensors for the backward (Llama-shaped)
 
 
 @dataclass(frozen=True)

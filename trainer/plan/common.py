@@ -201,7 +201,8 @@ def check_model(c: ConfigChecker, prefix: str) -> tuple[ModelSpec, dict[str, Any
                      attn_implementation=c.raw(f"{prefix}.attn_implementation"), override_config=dict(override),
                      load_format=c.choice(f"{prefix}.load_format", _LOAD_FORMATS, what="load format"),
                      use_remove_padding=c.bool(f"{prefix}.use_remove_padding"),
-                     share_prompt_prefix=c.bool(f"{prefix}.share_prompt_prefix"))
+                     share_prompt_prefix=c.bool(f"{prefix}.share_prompt_prefix"),
+                     lean_activations=c.bool(f"{prefix}.lean_activations"))
     return spec, model_cfg
 
 

@@ -119,7 +119,11 @@ RULES: tuple[Rule, ...] = (
         "same purpose, another method: micro-batches of similar-length rows trimmed to their longest "
         "(no flash-attn varlen packing); same losses up to rounding (docs/performance.md)",
     ),
-    _noop(f"{M}.use_liger", "speed only: relift uses the plain transformers model"),
+    _noop(
+        f"{M}.use_liger",
+        f"no Liger kernels; for Llama/Qwen2, {M}.lean_activations=true swaps in an RMSNorm and a SwiGLU that keep "
+        "as few tensors for the backward as Liger's, in plain PyTorch",
+    ),
     _noop(
         f"{M}.use_fused_kernels", f"speed only: relift computes log-probs from logits in chunks ({A}.logits_chunk_size)"
     ),

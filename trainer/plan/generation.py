@@ -258,7 +258,7 @@ def build_generation_plan(cfg: Any) -> GenerationPlan:
                       trust_remote_code=c.bool("model.trust_remote_code"), enable_gradient_checkpointing=False,
                       dtype="float32", attn_implementation=c.raw("model.attn_implementation"),
                       override_config=dict(override or {}), load_format="auto", use_remove_padding=False,
-                      share_prompt_prefix=False)
+                      share_prompt_prefix=False, lean_activations=False)
     sampling = SamplingSpec(n=n, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
                             do_sample=not greedy)
     engine = {k: c.raw(f"rollout.{k}") for k in ("dtype", "max_num_seqs", "enable_prefix_caching")}
