@@ -11,10 +11,11 @@ forking it is safe.
 Pipes: the parent creates each worker's task and result pipes and sends their ends to the zygote
 over a Unix socket (``socket.send_fds``); the zygote forks, the child keeps them, the zygote
 closes its copies and reports the child's pid.  Messages use ``multiprocessing.connection``
-framing on dedicated pipes (written here by :class:`relift.rewards.pipe_wire.PipeEnd`, which spares
-these processes the import of ``multiprocessing``), so a scorer that prints cannot corrupt them.  Every process asks the
-kernel to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``) and polls ``getppid`` as a
-fallback; the zygote ignores SIGCHLD so the kernel reaps the workers the parent kills.
+framing on dedicated pipes, so a scorer that prints cannot corrupt them; on this side
+:class:`relift.rewards.pipe_wire.PipeEnd` writes and reads it, which spares these processes the
+import of ``multiprocessing``.  Every process asks the kernel to SIGKILL it when its parent dies
+(``PR_SET_PDEATHSIG``) and polls ``getppid`` as a fallback; the zygote ignores SIGCHLD so the
+kernel reaps the workers the parent kills.
 
 What the zygote preloads: when relift's registered scorers are in use (no custom function),
 math-verify and sympy, warmed up by grading one answer; with a custom function, its file (so its
