@@ -54,8 +54,9 @@ def test_long_frames_use_connections_eight_byte_length(monkeypatch):
     r, w = os.pipe()
     payload = pickle.dumps(("res", 1, {"score": 1.0}, None))
     os.write(w, struct.pack("!i", -1) + struct.pack("!Q", len(payload)) + payload)
-    assert PipeEnd(r).recv() == ("res", 1, {"score": 1.0}, None)
-    for end in (reader, writer):
+    long_reader = PipeEnd(r)
+    assert long_reader.recv() == ("res", 1, {"score": 1.0}, None)
+    for end in (reader, writer, long_reader):
         end.close()
     os.close(w)
 

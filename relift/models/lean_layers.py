@@ -13,8 +13,9 @@ gradients agree to float rounding (``tests/test_lean_layers.py``). The swapped m
 parameters under the same names, so state dicts, checkpoints, FSDP2 sharding and weight sync are
 unchanged. Applied only to Llama-shaped models (Llama, Qwen2), whose layers are exactly these.
 
-Off by default: the backward runs as Python-level ops, which made the CPU bench jobs' update 5-8%
-slower; peak RSS did not change on the tiny job and fell 1.5-4% on the small one. It is for runs
+Off by default: the backward runs as Python-level ops, which made the CPU bench jobs' update 1-6%
+slower (medians of two runs per job); peak RSS did not fall on the tiny job and fell 0.3-4% on the
+small one. It is for runs
 whose memory is mostly activations (long responses, wide models).
 """
 
@@ -31,15 +32,21 @@ __all__ = ["LeanRMSNorm", "LeanSwiGLU", "apply_lean_layers", "supports_lean_laye
 _LLAMA_SHAPED = frozenset({"qwen2", "llama"})
 
 
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``weight * (x * rsqrt(mean(x^2) + eps))``, the rsqrt) in transformers' ops and order (float32 mean)."""
+    xf = x.to(torch.float32)
+    rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * (xf * rstd).to(x.dtype), rstd
+
+
 class _RMSNormFunction(torch.autograd.Function):
-    """``weight * (x * rsqrt(mean(x^2) + eps))``, the mean in float32 as transformers computes it."""
+    """:func:`_rms_norm`, keeping only ``x`` and the per-row rsqrt for the backward."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        xf = x.to(torch.float32)
-        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+        out, rstd = _rms_norm(x, weight, eps)
         ctx.save_for_backward(x, weight, rstd)
-        return weight * (xf * rstd).to(x.dtype)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
@@ -86,10 +93,8 @@ class LeanRMSNorm(nn.Module):
         self.variance_epsilon = float(norm.variance_epsilon)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled():  # nothing is kept without autograd: the plain ops, no Function call
-            xf = hidden_states.to(torch.float32)
-            rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
-            return self.weight * (xf * rstd).to(hidden_states.dtype)
+        if not torch.is_grad_enabled():  # generation: nothing to keep, so no Function call per token
+            return _rms_norm(hidden_states, self.weight, self.variance_epsilon)[0]
         return _RMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon)
 
     def extra_repr(self) -> str:

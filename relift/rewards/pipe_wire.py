@@ -5,7 +5,7 @@ Why: the reward zygote and the scorers forked from it talk to the trainer's
 ``multiprocessing`` there cost each of these processes ~2 MB of memory for one class. This one
 writes and reads the same frames: a 4-byte big-endian signed length, then the pickle; a payload over
 2 GiB - 1 is sent as length -1, an 8-byte big-endian unsigned length, then the pickle
-(``tests/test_reward_pool.py`` checks both directions against ``Connection``).
+(``tests/test_reward_pipe_wire.py`` checks both directions against ``Connection``).
 """
 
 from __future__ import annotations
@@ -39,14 +39,13 @@ class PipeEnd:
     def send(self, obj: Any) -> None:
         """Pickle ``obj`` and write it as one frame."""
         payload = pickle.dumps(obj)
-        if len(payload) > _SMALL:
-            self._write(struct.pack("!i", -1) + struct.pack("!Q", len(payload)))
-            self._write(payload)
-        elif len(payload) > 16384:  # no copy of a large payload to prepend its header
-            self._write(struct.pack("!i", len(payload)))
+        n = len(payload)
+        header = struct.pack("!i", n) if n <= _SMALL else struct.pack("!iQ", -1, n)
+        if n > 16384:  # no copy of a large payload to prepend its header
+            self._write(header)
             self._write(payload)
         else:
-            self._write(struct.pack("!i", len(payload)) + payload)
+            self._write(header + payload)
 
     def recv(self) -> Any:
         """Read one frame and unpickle it; EOFError when the other end closed before a frame began."""
