@@ -13,8 +13,8 @@ gradients agree to float rounding (``tests/test_lean_layers.py``). The swapped m
 parameters under the same names, so state dicts, checkpoints, FSDP2 sharding and weight sync are
 unchanged. Applied only to Llama-shaped models (Llama, Qwen2), whose layers are exactly these.
 
-Off by default: the backward runs as Python-level ops, which made the CPU bench jobs' update 1-6%
-slower (medians of two runs per job); peak RSS did not fall on the tiny job and fell 0.3-4% on the
+Off by default: the backward runs as Python-level ops, which made the CPU bench jobs' update 1-8%
+slower (medians of three runs per job); peak RSS did not fall on the tiny job and fell 0.3-8% on the
 small one. It is for runs
 whose memory is mostly activations (long responses, wide models).
 """
