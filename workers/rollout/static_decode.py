@@ -56,29 +56,36 @@ def supports_static_decode(module: nn.Module) -> bool:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Layer:
-    q: nn.Linear
-    k: nn.Linear
-    v: nn.Linear
-    o: nn.Linear
-    ln1: nn.Module
-    ln2: nn.Module
-    gate: nn.Linear
-    up: nn.Linear
-    down: nn.Linear
+    """One block's parameter tensors, read once per chunk (the module's own tensors, so optimiser steps
+    are seen): looking each up through ``nn.Module.__getattr__`` at every step cost ~10% of a tiny step.
+    Projection weights are held transposed (a view) for ``addmm``/``mm``, as ``F.linear`` calls them."""
+
+    q: tuple[torch.Tensor, torch.Tensor | None]
+    k: tuple[torch.Tensor, torch.Tensor | None]
+    v: tuple[torch.Tensor, torch.Tensor | None]
+    o: tuple[torch.Tensor, torch.Tensor | None]
+    ln1: torch.Tensor
+    ln2: torch.Tensor
+    gate: tuple[torch.Tensor, torch.Tensor | None]
+    up: tuple[torch.Tensor, torch.Tensor | None]
+    down: tuple[torch.Tensor, torch.Tensor | None]
+
+
+def _transposed(lin: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return lin.weight.t(), lin.bias
 
 
 # rope types whose cos/sin depend on the position alone (not on the sequence length seen so far)
 _STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
 
 
-def _rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """HF's Llama/Qwen2 RMSNorm: normalise in float32, cast back, then scale."""
-    eps = norm.variance_epsilon
     if x.dtype == torch.float32:
-        return F.rms_norm(x, (x.shape[-1],), norm.weight, eps)
-    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
 
 
 def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
@@ -93,11 +100,18 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
-def _add_linear(x: torch.Tensor, h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-    """``x + lin(h)`` for 2-D ``x`` and ``h``; one ``addmm`` when the projection has no bias."""
-    if lin.bias is None:
-        return torch.addmm(x, h, lin.weight.t())
-    return x + F.linear(h, lin.weight, lin.bias)
+def _linear(h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+    """``F.linear`` on 2-D ``h`` with the weight already transposed: the same ``addmm``/``mm`` kernel."""
+    weight_t, bias = proj
+    return torch.mm(h, weight_t) if bias is None else torch.addmm(bias, h, weight_t)
+
+
+def _add_linear(x: torch.Tensor, h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+    """``x + linear(h)`` for 2-D ``x`` and ``h``; one ``addmm`` when the projection has no bias."""
+    weight_t, bias = proj
+    if bias is None:
+        return torch.addmm(x, h, weight_t)
+    return x + torch.addmm(bias, h, weight_t)
 
 
 class StaticDecoder:
@@ -120,22 +134,28 @@ class StaticDecoder:
         self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        blocks = _layers(module)
         self.layers = [
             _Layer(
-                a.q_proj,
-                a.k_proj,
-                a.v_proj,
-                a.o_proj,
-                lay.input_layernorm,
-                lay.post_attention_layernorm,
-                lay.mlp.gate_proj,
-                lay.mlp.up_proj,
-                lay.mlp.down_proj,
+                _transposed(a.q_proj),
+                _transposed(a.k_proj),
+                _transposed(a.v_proj),
+                _transposed(a.o_proj),
+                lay.input_layernorm.weight,
+                lay.post_attention_layernorm.weight,
+                _transposed(lay.mlp.gate_proj),
+                _transposed(lay.mlp.up_proj),
+                _transposed(lay.mlp.down_proj),
             )
-            for lay in _layers(module)
+            for lay in blocks
             for a in (lay.self_attn,)
         ]
-        self.scaling = float(_layers(module)[0].self_attn.scaling)
+        self.eps = float(blocks[0].input_layernorm.variance_epsilon)
+        self.embed = module.model.embed_tokens.weight
+        self.final_norm = module.model.norm.weight
+        self.final_eps = float(module.model.norm.variance_epsilon)
+        self.lm_head = _transposed(module.lm_head)
+        self.scaling = float(blocks[0].self_attn.scaling)
         self.gqa = self.kv_heads != self.heads
         rope = getattr(module.model.rotary_emb, "rope_type", "default")
         self._rope_from_table = rope in _STATIC_ROPE
@@ -235,24 +255,23 @@ class StaticDecoder:
         t = self.length
         if t >= self.capacity:
             raise ValueError(f"decode past the cache capacity {self.capacity}")
-        base = self.module.model
-        x = base.embed_tokens(tokens)  # [B, H]
+        x = F.embedding(tokens, self.embed)  # [B, H]
         cos, sin = self._rope_for(x, positions)
         if self.bias is not None:
             self.bias[:, :, 0, t] = 0
         else:
             assert self.mask is not None
             self.mask[:, 0, 0, t] = True
-        rows = tokens.shape[0]
+        rows, eps = tokens.shape[0], self.eps
         for i, lay in enumerate(self.layers):
-            h = _rms(x, lay.ln1)
-            q = F.linear(h, lay.q.weight, lay.q.bias).view(rows, self.heads, self.head_dim)
-            k = F.linear(h, lay.k.weight, lay.k.bias).view(rows, self.kv_heads, self.head_dim)
+            h = _rms(x, lay.ln1, eps)
+            q = _linear(h, lay.q).view(rows, self.heads, self.head_dim)
+            k = _linear(h, lay.k).view(rows, self.kv_heads, self.head_dim)
             self.kv[i, 0, :, :, t] = _rotate(k, cos, sin)
-            self.kv[i, 1, :, :, t] = F.linear(h, lay.v.weight, lay.v.bias).view(rows, self.kv_heads, self.head_dim)
+            self.kv[i, 1, :, :, t] = _linear(h, lay.v).view(rows, self.kv_heads, self.head_dim)
             x = _add_linear(x, self._attend(_rotate(q, cos, sin), i, t), lay.o)
-            h = _rms(x, lay.ln2)
-            gated = F.silu(F.linear(h, lay.gate.weight, lay.gate.bias)).mul_(F.linear(h, lay.up.weight, lay.up.bias))
+            h = _rms(x, lay.ln2, eps)
+            gated = F.silu(_linear(h, lay.gate)).mul_(_linear(h, lay.up))
             x = _add_linear(x, gated, lay.down)
         self.length = t + 1
-        return self.module.lm_head(_rms(x, base.norm))
+        return _linear(_rms(x, self.final_norm, self.final_eps), self.lm_head)
