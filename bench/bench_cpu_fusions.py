@@ -44,6 +44,10 @@ from relift.models.tiny import build_tiny_tokenizer, make_tiny_model  # noqa: E4
 from workers.prompt_sharing import _distinct, shared_prompt_logits  # noqa: E402
 
 
+def _rms_of(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
+    return sd._rms(x, norm.weight, norm.variance_epsilon)
+
+
 class LeanForward:
     """Response logits of a Llama-shaped model with the prompt run once per distinct prompt."""
 
@@ -64,7 +68,7 @@ class LeanForward:
         keys_values = []
         for i, layer in enumerate(self.m.model.layers):
             a = layer.self_attn
-            h = sd._rms(x, layer.input_layernorm)
+            h = _rms_of(x, layer.input_layernorm)
             q = F.linear(h, a.q_proj.weight, a.q_proj.bias).view(b, t, self.heads, self.head_dim).transpose(1, 2)
             k = F.linear(h, a.k_proj.weight, a.k_proj.bias).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
             v = F.linear(h, a.v_proj.weight, a.v_proj.bias).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -75,7 +79,7 @@ class LeanForward:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=a.scaling,
                                                enable_gqa=self.kv_heads != self.heads)
             x = x + F.linear(o.transpose(1, 2).reshape(b, t, -1), a.o_proj.weight, a.o_proj.bias)
-            h = sd._rms(x, layer.post_attention_layernorm)
+            h = _rms_of(x, layer.post_attention_layernorm)
             x = x + layer.mlp.down_proj(F.silu(layer.mlp.gate_proj(h)) * layer.mlp.up_proj(h))
         return x, keys_values
 
@@ -89,14 +93,14 @@ class LeanForward:
         bias = torch.zeros(count, 1, prompt_len, prompt_len).masked_fill_(~(causal & prompt_mask[:, None, None]), low)
         x, kv = self._layers(self.m.model.embed_tokens(ids[first, :prompt_len]), positions[first, :prompt_len],
                              bias, None)
-        first_token = self.m.lm_head(sd._rms(x[:, -1:], self.m.model.norm)).index_select(0, which)
+        first_token = self.m.lm_head(_rms_of(x[:, -1:], self.m.model.norm)).index_select(0, which)
         past = [(k.index_select(0, which), v.index_select(0, which)) for k, v in kv]
         full = mask.bool()
         seen = torch.ones(response_len, response_len, dtype=torch.bool).tril() & full[:, None, prompt_len:]
         allowed = torch.cat([full[:, None, :prompt_len].expand(rows, response_len, prompt_len), seen], -1)
         bias = torch.zeros(rows, 1, response_len, prompt_len + response_len).masked_fill_(~allowed[:, None], low)
         y, _ = self._layers(self.m.model.embed_tokens(ids[:, prompt_len:]), positions[:, prompt_len:], bias, past)
-        return torch.cat([first_token, self.m.lm_head(sd._rms(y[:, : response_len - 1], self.m.model.norm))], 1)
+        return torch.cat([first_token, self.m.lm_head(_rms_of(y[:, : response_len - 1], self.m.model.norm))], 1)
 
 
 def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, calls: int) -> dict[str, float]:
@@ -162,13 +166,13 @@ def bench_forward(model: torch.nn.Module, args: argparse.Namespace) -> None:
 class FusedDecoder(sd.StaticDecoder):
     """The shipped decode step with q/k/v and gate/up as one matmul each (CPU path, no bias on gate/up)."""
 
-    def start(self, cache: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
-        super().start(cache, prompt_mask, repeats)
+    def start(self, prefill: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
+        super().start(prefill, prompt_mask, repeats)
         self.fused = []
         for lay in self.layers:
-            qkv_b = torch.cat([lay.q.bias, lay.k.bias, lay.v.bias]) if lay.q.bias is not None else None
-            self.fused.append((torch.cat([lay.q.weight, lay.k.weight, lay.v.weight]).t().contiguous(), qkv_b,
-                               torch.cat([lay.gate.weight, lay.up.weight]).t().contiguous()))
+            qkv_b = torch.cat([lay.q[1], lay.k[1], lay.v[1]]) if lay.q[1] is not None else None
+            self.fused.append((torch.cat([lay.q[0], lay.k[0], lay.v[0]], dim=1).contiguous(), qkv_b,
+                               torch.cat([lay.gate[0], lay.up[0]], dim=1).contiguous()))
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -177,18 +181,18 @@ class FusedDecoder(sd.StaticDecoder):
         cos, sin = self._rope_for(x, positions)
         self.bias[:, :, 0, t] = 0
         hq, hk = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        inter = self.layers[0].gate.weight.shape[0]
+        inter = self.layers[0].gate[0].shape[1]
         for i, (lay, (qkv_w, qkv_b, gate_up)) in enumerate(zip(self.layers, self.fused, strict=True)):
-            h = sd._rms(x, lay.ln1)
+            h = sd._rms(x, lay.ln1, self.eps)
             qkv = torch.addmm(qkv_b, h, qkv_w) if qkv_b is not None else h @ qkv_w
             qk = sd._rotate(qkv[:, : hq + hk].view(rows, self.heads + self.kv_heads, self.head_dim), cos, sin)
             self.kv[i, 0, :, :, t] = qk[:, self.heads :]
             self.kv[i, 1, :, :, t] = qkv[:, hq + hk :].view(rows, self.kv_heads, self.head_dim)
             x = sd._add_linear(x, self._attend(qk[:, : self.heads], i, t), lay.o)
-            g = sd._rms(x, lay.ln2) @ gate_up
+            g = sd._rms(x, lay.ln2, self.eps) @ gate_up
             x = sd._add_linear(x, F.silu(g[:, :inter]).mul_(g[:, inter:]), lay.down)
         self.length = t + 1
-        return self.module.lm_head(sd._rms(x, self.module.model.norm))
+        return sd._linear(sd._rms(x, self.final_norm, self.final_eps), self.lm_head)
 
 
 class CompiledDecoder(sd.StaticDecoder):
@@ -201,8 +205,8 @@ class CompiledDecoder(sd.StaticDecoder):
     One compile per row count (pruning finished rows changes it) and cache capacity; the unfilled cache
     is zeroed (the shipped step never reads it)."""
 
-    def start(self, cache: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
-        super().start(cache, prompt_mask, repeats)
+    def start(self, prefill: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
+        super().start(prefill, prompt_mask, repeats)
         self.kv[..., self.length:, :] = 0  # read under a zero weight: must hold no NaN
         if not hasattr(self, "_compiled"):
             self._compiled = torch.compile(self._layers_static, dynamic=False, fullgraph=True)
@@ -213,10 +217,10 @@ class CompiledDecoder(sd.StaticDecoder):
         flat_bias = bias.reshape(rows * heads, 1, cap)
         new = []
         for i, lay in enumerate(self.layers):
-            h = sd._rms(x, lay.ln1)
-            q = sd._rotate(F.linear(h, lay.q.weight, lay.q.bias).view(rows, heads, d), cos, sin).reshape(-1, 1, d)
-            k = sd._rotate(F.linear(h, lay.k.weight, lay.k.bias).view(rows, heads, d), cos, sin)
-            v = F.linear(h, lay.v.weight, lay.v.bias).view(rows, heads, d)
+            h = sd._rms(x, lay.ln1, self.eps)
+            q = sd._rotate(sd._linear(h, lay.q).view(rows, heads, d), cos, sin).reshape(-1, 1, d)
+            k = sd._rotate(sd._linear(h, lay.k).view(rows, heads, d), cos, sin)
+            v = sd._linear(h, lay.v).view(rows, heads, d)
             new += [k, v]
             keys, values = kv[i, 0].reshape(-1, cap, d), kv[i, 1].reshape(-1, cap, d)
             scores = torch.cat([torch.baddbmm(flat_bias, q, keys.transpose(1, 2), alpha=self.scaling),
@@ -224,9 +228,9 @@ class CompiledDecoder(sd.StaticDecoder):
             probs = torch.softmax(scores, -1)
             att = torch.baddbmm(probs[..., cap:] * v.reshape(-1, 1, d), probs[..., :cap], values)
             x = sd._add_linear(x, att.view(rows, -1), lay.o)
-            h = sd._rms(x, lay.ln2)
-            x = sd._add_linear(x, F.silu(F.linear(h, lay.gate.weight)) * F.linear(h, lay.up.weight), lay.down)
-        return self.module.lm_head(sd._rms(x, self.module.model.norm)), new
+            h = sd._rms(x, lay.ln2, self.eps)
+            x = sd._add_linear(x, F.silu(sd._linear(h, lay.gate)) * sd._linear(h, lay.up), lay.down)
+        return sd._linear(sd._rms(x, self.final_norm, self.final_eps), self.lm_head), new
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

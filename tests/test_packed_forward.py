@@ -89,7 +89,7 @@ def test_rows_whose_positions_do_not_count_up_are_refused(model):
 def test_the_worker_packs_only_where_a_flash_kernel_takes_packed_rows(attn, remove_padding, packs):
     actor = DataParallelActor(torch.nn.Linear(1, 1), None, {})
     spec = SimpleNamespace(model=SimpleNamespace(use_remove_padding=remove_padding, attn_implementation=attn,
-                                                 share_prompt_prefix=True))
+                                                 share_prompt_prefix=True, lean_forward=False))
     ActorRolloutRefWorker._set_padding_handling(actor, spec)
     assert actor.pack_sequences is packs
     assert actor.share_prompts is not packs  # packed rows run every prompt with its own response

@@ -71,7 +71,7 @@ def test_decode_steps_match_the_full_forward(tokenizer, arch, attention, repeats
         model.model.layers[0].mlp.up_proj.weight.mul_(1.5)
         prefill = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
     ids, mask, pos = (t.repeat_interleave(repeats, dim=0) for t in (ids, mask, pos))
-    dec.start(prefill.past_key_values, mask, repeats)
+    dec.start([(layer.keys, layer.values) for layer in prefill.past_key_values.layers], mask, repeats)
     assert dec.bias is not None and dec.mask is None  # CPU: the matmul path
     if attention == "sdpa":  # the other devices' path: the boolean mask the bias encodes
         dec.mask, dec.bias = dec.bias[:, :1] == 0, None

@@ -75,6 +75,7 @@ from workers.actor_batches import (
 )
 from workers.actor_config import ActorConfig
 from workers.actor_losses import PAIR_LOSS_TYPES, pair_hyperparameters, pair_step_loss, ppo_step_loss, sft_step_loss
+from workers.lean_forward import LeanLlamaPasses
 from workers.optim_step import StepLoss, run_optimizer_steps
 from workers.packed_forward import packed_log_probs
 from workers.prompt_sharing import can_share_prompts, prompt_group_ids, shared_prompt_logits
@@ -108,6 +109,7 @@ class DataParallelActor:
         self.sort_micro_batches = True  # use_remove_padding: micro-batches of similar-length rows
         self.share_prompts = False  # share_prompt_prefix: each distinct prompt of a micro-batch runs once
         self.pack_sequences = False  # real tokens of all rows as one packed row (workers.packed_forward)
+        self.lean_forward = False  # lean_forward: Llama-shaped passes in plain tensor ops (workers.lean_forward)
         self._can_share = can_share_prompts(module)
 
     # ------------------------------------------------------------------------------ forward
@@ -159,9 +161,12 @@ class DataParallelActor:
         """Logits [b, keep_r, V] predicting the first ``keep_r`` response tokens of trimmed rows: each
         distinct prompt run once when prompts are shared, else one plain forward."""
         if self.share_prompts and self._can_share and position_ids.dim() == 2:
-            logits = shared_prompt_logits(self.module, input_ids, attention_mask, position_ids, prompt_len, keep_r)
+            logits = shared_prompt_logits(self.module, input_ids, attention_mask, position_ids, prompt_len, keep_r,
+                                          lean=self.lean_forward)
             if logits is not None:
                 return logits
+        if self.lean_forward and position_ids.dim() == 2:
+            return LeanLlamaPasses(self.module).full(input_ids, attention_mask, position_ids, keep_r + 1)[:, :-1]
         kwargs: dict[str, Any] = {"use_cache": False}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = keep_r + 1

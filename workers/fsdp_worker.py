@@ -50,6 +50,7 @@ from workers.actor import ActorConfig
 from workers.fsdp_actor import FSDPActor
 from workers.fsdp_checkpoint import TrainState, export_hf_folder, load_train_state, save_train_state
 from workers.fsdp_model import build_sharded, eos_token_ids
+from workers.lean_forward import lean_forward_applies
 from workers.packed_forward import PACKING_ATTENTION
 from workers.rollout.layout import ROLLOUT_MESH, rollout_dp_layout, rollout_tp_size
 from workers.rollout_engine import build_rollout_engine, sync_weights
@@ -189,11 +190,17 @@ class ActorRolloutRefWorker(Worker):
     @staticmethod
     def _set_padding_handling(actor: FSDPActor, spec: PolicyWorkerSpec) -> None:
         """``use_remove_padding``: packed rows where a flash-attention kernel takes them (no padding
-        at all), else length-sorted, trimmed micro-batches with each prompt run once per group."""
+        at all), else length-sorted, trimmed micro-batches with each prompt run once per group; and
+        ``lean_forward`` where it applies (:func:`workers.lean_forward.lean_forward_applies`)."""
         model = spec.model
         actor.sort_micro_batches = model.use_remove_padding
         actor.pack_sequences = model.use_remove_padding and model.attn_implementation in PACKING_ATTENTION
         actor.share_prompts = model.share_prompt_prefix and not actor.pack_sequences
+        actor.lean_forward = model.lean_forward and not actor.pack_sequences and lean_forward_applies(actor.module)
+        if model.lean_forward:
+            logger.info("lean_forward: %s", "on (a Llama-shaped model, parameters not sharded)" if actor.lean_forward
+                        else "not taken (needs a Llama-shaped SDPA model whose parameters FSDP2 does not shard); "
+                        "transformers' forward")
 
     def _eos_token_ids(self) -> list[int]:
         return eos_token_ids(self.tokenizer, self.spec.model.path)

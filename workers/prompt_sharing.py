@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workers.lean_forward import LeanLlamaPasses, is_checkpointing
+
 __all__ = ["can_share_prompts", "prompt_group_ids", "shared_prompt_logits", "response_chunks", "CHUNK_PENALTY_TOKENS"]
 
 # One more forward + backward call costs about what this many tokens do (tiny CPU models: ~100 tokens
@@ -37,15 +39,10 @@ CHUNK_PENALTY_TOKENS = 128
 def can_share_prompts(module: nn.Module) -> bool:
     """Whether ``module`` is a causal LM whose forward can continue from a prompt's cache with gradients."""
     inner = getattr(module, "model", None)
-    if inner is None or not hasattr(module, "config") or _checkpointing(module):
+    if inner is None or not hasattr(module, "config") or is_checkpointing(module):
         return False
     layers = getattr(inner, "layers", None)
     return layers is not None and len(layers) > 0
-
-
-def _checkpointing(module: nn.Module) -> bool:
-    name = "is_activation_checkpointing"  # transformers >= 5 (is_gradient_checkpointing before)
-    return bool(getattr(module, name if hasattr(type(module), name) else "is_gradient_checkpointing", False))
 
 
 def prompt_group_ids(prompts: torch.Tensor, attention_mask: torch.Tensor) -> list[int]:
@@ -59,6 +56,37 @@ def _distinct(prompt: torch.Tensor, mask: torch.Tensor) -> tuple[int, torch.Tens
     return distinct.shape[0], which
 
 
+class _HFPasses:
+    """The two passes through the module's own forward and a transformers cache."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.cache: Any = None
+
+    def prompt(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+               ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        out = self.module(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        if self.cache is None or not hasattr(self.cache, "layers"):
+            raise RuntimeError(
+                "the prompt pass returned no per-layer cache: set "
+                "actor_rollout_ref.model.share_prompt_prefix=false for this model"
+            )
+        return out.logits[:, -1:], [(layer.keys, layer.values) for layer in self.cache.layers]
+
+    def can_split(self) -> bool:
+        """Whether the cache can be reset for a second response pass (transformers' DynamicLayer)."""
+        return all(type(layer).__name__ == "DynamicLayer" for layer in self.cache.layers)
+
+    def responses(self, past: list[tuple[torch.Tensor, torch.Tensor]], ids: torch.Tensor, mask: torch.Tensor,
+                  positions: torch.Tensor) -> torch.Tensor:
+        for layer, (keys, values) in zip(self.cache.layers, past, strict=True):
+            layer.keys, layer.values = keys, values  # a fresh prompt cache: the pass appends to it
+        out = self.module(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.cache,
+                          use_cache=True, logits_to_keep=ids.shape[1])
+        return out.logits
+
+
 def shared_prompt_logits(
     module: nn.Module,
     input_ids: torch.Tensor,
@@ -66,11 +94,14 @@ def shared_prompt_logits(
     position_ids: torch.Tensor,
     prompt_end: int,
     keep_r: int,
+    lean: bool = False,
 ) -> torch.Tensor | None:
     """Logits [b, keep_r, V] that predict the first ``keep_r`` response tokens of every row.
 
     ``input_ids`` etc. are the trimmed micro-batch: prompt columns ``[:prompt_end]`` (left-padded),
     then ``keep_r`` response columns. Returns None when no prompt repeats (nothing to share).
+    ``lean``: both passes through :class:`workers.lean_forward.LeanLlamaPasses` (the caller checked
+    :func:`workers.lean_forward.lean_forward_applies`), else through the module's forward.
     """
     rows = input_ids.shape[0]
     prompt = input_ids[:, :prompt_end]
@@ -80,42 +111,24 @@ def shared_prompt_logits(
         return None
     first = torch.full((count,), rows, dtype=torch.long, device=input_ids.device)
     first = first.scatter_reduce(0, which, torch.arange(rows, device=input_ids.device), reduce="amin")
-    kwargs: dict[str, Any] = {"use_cache": True, "logits_to_keep": 1}
-    prompt_out = module(
-        input_ids=prompt[first],
-        attention_mask=prompt_mask[first],
-        position_ids=position_ids[first, :prompt_end],
-        **kwargs,
-    )
-    cache = prompt_out.past_key_values
-    if cache is None or not hasattr(cache, "layers"):
-        raise RuntimeError(
-            "the prompt pass returned no per-layer cache: set "
-            "actor_rollout_ref.model.share_prompt_prefix=false for this model"
-        )
-    first_token = prompt_out.logits[:, -1:].index_select(0, which)  # the last prompt position predicts token 0
+    passes = LeanLlamaPasses(module) if lean else _HFPasses(module)
+    last_logits, prompt_kv = passes.prompt(prompt[first], prompt_mask[first], position_ids[first, :prompt_end])
+    first_token = last_logits.index_select(0, which)  # the last prompt position predicts token 0
     widths = _response_widths(attention_mask[:, prompt_end:])
     chunks = response_chunks(widths, CHUNK_PENALTY_TOKENS)
-    if len(chunks) > 1 and not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
+    if len(chunks) > 1 and not passes.can_split():
         chunks = [torch.arange(rows, device=input_ids.device)]  # a cache that cannot be reset: one pass
     # rows of similar response length run together, each group as wide as its longest response
-    prompt_kv = [(layer.keys, layer.values) for layer in cache.layers]
     parts = []
     for rows_c in chunks:
         width = int(widths[rows_c].max())
-        for layer, (keys, values) in zip(cache.layers, prompt_kv, strict=True):
-            layer.keys = keys.index_select(0, which[rows_c])  # a fresh prompt cache: the pass appends to it
-            layer.values = values.index_select(0, which[rows_c])
-        out = module(
-            input_ids=input_ids[rows_c, prompt_end : prompt_end + width],
-            attention_mask=attention_mask[rows_c, : prompt_end + width],
-            position_ids=position_ids[rows_c, prompt_end : prompt_end + width],
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=width,
-        )
+        past = [(keys.index_select(0, which[rows_c]), values.index_select(0, which[rows_c]))
+                for keys, values in prompt_kv]
+        logits = passes.responses(past, input_ids[rows_c, prompt_end : prompt_end + width],
+                                  attention_mask[rows_c, : prompt_end + width],
+                                  position_ids[rows_c, prompt_end : prompt_end + width])
         # positions past a row's response are never read (the caller masks them): zeros stand in
-        parts.append(F.pad(out.logits[:, : width - 1], (0, 0, 0, keep_r - width)))
+        parts.append(F.pad(logits[:, : width - 1], (0, 0, 0, keep_r - width)))
     order = torch.cat(chunks)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(len(order), device=order.device)

@@ -103,6 +103,7 @@ class ModelSpec:
     use_remove_padding: bool  # actor passes: length-sorted micro-batches (fixed or token-budget), each trimmed
     share_prompt_prefix: bool  # actor passes: each distinct prompt of a micro-batch runs once, its K/V shared
     lean_activations: bool = False  # training: RMSNorm / SwiGLU keep fewer tensors for the backward (Llama-shaped)
+    lean_forward: bool = False  # actor passes in plain tensor ops (Llama-shaped, one unsharded rank)
 
 
 @dataclass(frozen=True)

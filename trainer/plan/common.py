@@ -202,7 +202,8 @@ def check_model(c: ConfigChecker, prefix: str) -> tuple[ModelSpec, dict[str, Any
                      load_format=c.choice(f"{prefix}.load_format", _LOAD_FORMATS, what="load format"),
                      use_remove_padding=c.bool(f"{prefix}.use_remove_padding"),
                      share_prompt_prefix=c.bool(f"{prefix}.share_prompt_prefix"),
-                     lean_activations=c.bool(f"{prefix}.lean_activations"))
+                     lean_activations=c.bool(f"{prefix}.lean_activations"),
+                     lean_forward=c.bool(f"{prefix}.lean_forward"))
     return spec, model_cfg
 
 

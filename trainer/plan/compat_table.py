@@ -125,7 +125,9 @@ RULES: tuple[Rule, ...] = (
         "as few tensors for the backward as Liger's, in plain PyTorch",
     ),
     _noop(
-        f"{M}.use_fused_kernels", f"speed only: relift computes log-probs from logits in chunks ({A}.logits_chunk_size)"
+        f"{M}.use_fused_kernels",
+        f"speed only: relift computes log-probs from logits in chunks ({A}.logits_chunk_size); for Llama/Qwen2 on one "
+        f"unsharded rank, {M}.lean_forward (on by default) runs the actor's passes in plain tensor ops",
     ),
     _noop(f"{M}.fused_kernel_options.*", "speed only (see use_fused_kernels)"),
     _noop(

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from relift.protocol import DataProto
+from workers.lean_forward import LeanLlamaPasses, lean_forward_applies
 from workers.rollout.base import BaseRollout, RolloutConfig, SamplingSettings, build_rollout_output, resolve_token_ids
 from workers.rollout.static_decode import StaticDecoder, supports_static_decode
 
@@ -146,6 +147,8 @@ class HFRollout(BaseRollout):
         # Llama-shaped models decode through a preallocated cache with plain tensor ops (fewer
         # dispatches per token on CPU; docs/performance.md); set False to force the HF forward at every step
         self.static_decode = supports_static_decode(module)
+        # with it, the prefill too where the lean passes reproduce the module (not FSDP2-sharded, SDPA)
+        self._lean_prefill = self.static_decode and lean_forward_applies(module)
         self._prefill_kwargs = {"logits_to_keep": 1} if _accepts_kwarg(module, "logits_to_keep") else {}
         device = next(module.parameters()).device
         self.generator = torch.Generator(device=device if device.type != "meta" else "cpu")
@@ -221,17 +224,22 @@ class HFRollout(BaseRollout):
         logps = torch.zeros(rows, settings.response_length, dtype=torch.float32, device=device)
         active = torch.arange(rows, device=device)          # chunk rows still in the decode batch
         finished = torch.zeros(rows, dtype=torch.bool, device=device)   # per decode-batch row
-        out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          use_cache=True, **self._prefill_kwargs)
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :].repeat_interleave(repeats, dim=0)
         mask = attention_mask.repeat_interleave(repeats, dim=0)
         pos = position_ids[:, -1].repeat_interleave(repeats)
-        fast = None
-        if self.static_decode and settings.response_length > 1 and hasattr(cache, "layers"):
+        fast = cache = None
+        if self.static_decode and self._lean_prefill:  # the prompts in plain tensor ops (workers/lean_forward.py)
+            last, prefill = LeanLlamaPasses(self.module).prompt(input_ids, attention_mask, position_ids)
+            logits = last[:, -1, :].repeat_interleave(repeats, dim=0)
+        else:
+            out = self.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              use_cache=True, **self._prefill_kwargs)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].repeat_interleave(repeats, dim=0)
+            prefill = [(layer.keys, layer.values) for layer in cache.layers] if hasattr(cache, "layers") else None
+        if self.static_decode and settings.response_length > 1 and prefill is not None:
             fast = StaticDecoder(self.module, input_ids.shape[1] + settings.response_length)
-            fast.start(cache, mask, repeats)
-            cache = out = None  # the HF cache is not needed any more: free it
+            fast.start(prefill, mask, repeats)
+            cache = out = prefill = None  # the prefill's cache is not needed any more: free it
         elif repeats > 1 and settings.response_length > 1:
             if hasattr(cache, "batch_repeat_interleave"):
                 cache.batch_repeat_interleave(repeats)

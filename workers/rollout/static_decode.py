@@ -19,41 +19,25 @@ anything else (sliding windows, q/k norms, other architectures) keeps the HF loo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workers.llama_ops import decoder_layers as _layers
+from workers.llama_ops import is_llama_shaped
+from workers.llama_ops import rms_norm as _rms
+from workers.llama_ops import rotate as _rotate
+from workers.llama_ops import signed_sin as _signed_sin
+
 __all__ = ["StaticDecoder", "supports_static_decode"]
-
-_LLAMA_SHAPED = frozenset({"qwen2", "llama"})
-
-
-def _layers(module: nn.Module) -> Any:
-    return getattr(getattr(module, "model", None), "layers", None)
 
 
 def supports_static_decode(module: nn.Module) -> bool:
     """Whether ``module`` is a Llama-shaped causal LM this decoder reproduces exactly."""
-    config = getattr(module, "config", None)
-    if config is None or getattr(config, "model_type", None) not in _LLAMA_SHAPED:
-        return False
-    if getattr(config, "use_sliding_window", False):
-        return False
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types and any(t != "full_attention" for t in layer_types):
-        return False
-    if getattr(config, "hidden_act", None) not in ("silu", "swish"):
-        return False
-    layers = _layers(module)
-    if not layers or not hasattr(module, "lm_head") or not hasattr(module.model, "rotary_emb"):
-        return False
-    attn = layers[0].self_attn
-    return all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj", "scaling")) and not hasattr(
-        attn, "q_norm"
-    )
+    return is_llama_shaped(module)
 
 
 @dataclass(frozen=True)
@@ -79,25 +63,6 @@ def _transposed(lin: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 # rope types whose cos/sin depend on the position alone (not on the sequence length seen so far)
 _STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
-
-
-def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """HF's Llama/Qwen2 RMSNorm: normalise in float32, cast back, then scale."""
-    if x.dtype == torch.float32:
-        return F.rms_norm(x, (x.shape[-1],), weight, eps)
-    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
-
-
-def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
-    """``sin`` with its first half (last dim) negated: the factor :func:`_rotate` multiplies the rolled ``x`` by."""
-    half = sin.shape[-1] // 2
-    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """HF's ``x * cos + rotate_half(x) * sin`` in three ops: ``rotate_half(x) * sin`` equals
-    ``roll(x, d/2) * signed_sin`` with the first half of ``sin`` negated (negation is exact)."""
-    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
 def _linear(h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
@@ -165,12 +130,15 @@ class StaticDecoder:
         self.bias: torch.Tensor | None = None  # [B, kv_heads, 1, capacity] additive, 0 = attend (CPU path)
         self.length = 0
 
-    def start(self, cache: Any, prompt_mask: torch.Tensor, repeats: int = 1) -> None:
-        """Take the prefill's per-layer keys/values ([P, kv_heads, W, head_dim]) and the padding mask
+    def start(self, prefill: Sequence[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
+              repeats: int = 1) -> None:
+        """Take the prefill's per-layer (keys, values) ([P, kv_heads, W, head_dim] each) and the padding mask
         of the decode rows ([P * repeats, W]): prefill row ``i`` serves decode rows
         ``i * repeats .. i * repeats + repeats - 1`` (a prompt run once for its ``repeats`` samples)."""
-        keys = [cache.layers[i].keys for i in range(len(self.layers))]
-        values = [cache.layers[i].values for i in range(len(self.layers))]
+        keys = [k for k, _ in prefill]
+        values = [v for _, v in prefill]
+        if len(keys) != len(self.layers):
+            raise ValueError(f"the prefill has {len(keys)} layers of keys/values, the model {len(self.layers)}")
         prefill_rows, _, width, _ = keys[0].shape
         rows = prefill_rows * repeats
         if width > self.capacity:

@@ -1,0 +1,65 @@
+"""The arithmetic of a Llama-shaped block in plain tensor ops, shared by the lean decode step
+(``workers/rollout/static_decode.py``) and the lean training forward (``workers/lean_forward.py``).
+
+Each helper computes what transformers' Llama/Qwen2 modules compute, in fewer tensor ops (on CPU
+at small sizes every op costs microseconds of dispatch): :func:`is_llama_shaped` says which models
+these helpers reproduce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["decoder_layers", "is_llama_shaped", "rms_norm", "rotate", "signed_sin"]
+
+LLAMA_SHAPED = frozenset({"qwen2", "llama"})
+
+
+def decoder_layers(module: nn.Module) -> Any:
+    """The causal LM's list of decoder blocks (``module.model.layers``), or None."""
+    return getattr(getattr(module, "model", None), "layers", None)
+
+
+def is_llama_shaped(module: nn.Module) -> bool:
+    """Whether ``module`` is a Qwen2/Llama causal LM whose every block is the plain Llama block: full
+    attention (no sliding window), SiLU-gated MLP, no q/k norms."""
+    config = getattr(module, "config", None)
+    if config is None or getattr(config, "model_type", None) not in LLAMA_SHAPED:
+        return False
+    if getattr(config, "use_sliding_window", False):
+        return False
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and any(t != "full_attention" for t in layer_types):
+        return False
+    if getattr(config, "hidden_act", None) not in ("silu", "swish"):
+        return False
+    layers = decoder_layers(module)
+    if not layers or not hasattr(module, "lm_head") or not hasattr(module.model, "rotary_emb"):
+        return False
+    attn = layers[0].self_attn
+    return all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj", "scaling")) and not hasattr(
+        attn, "q_norm"
+    )
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """HF's Llama/Qwen2 RMSNorm: normalise in float32, cast back, then scale."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
+
+
+def signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """``sin`` with its first half (last dim) negated: the factor :func:`rotate` multiplies the rolled ``x`` by."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed: torch.Tensor) -> torch.Tensor:
+    """HF's ``x * cos + rotate_half(x) * sin`` in three ops: ``rotate_half(x) * sin`` equals
+    ``roll(x, d/2) * signed_sin(sin)`` (the negation moves from ``x`` to ``sin``: exact)."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed)
