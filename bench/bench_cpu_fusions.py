@@ -1,19 +1,24 @@
-"""CPU speed-ups tried in rounds 6 and 7 of issue 18 and NOT shipped; kept so the decisions can be re-checked.
+"""CPU speed-ups tried in rounds 6, 7 and 11 of issue 18; kept so the decisions can be re-checked.
 
 ``--part forward``: the actor's forward + backward on one GRPO micro-batch (each distinct prompt run
-once, its keys/values shared by its samples), through transformers' Qwen2 forward as relift runs it
-(``workers.prompt_sharing.shared_prompt_logits``) against a hand-written Llama-shaped forward (fused
-RMSNorm, rotary embedding as roll + multiply-add, one SDPA call with an additive mask per layer), and,
-with ``--compile``, that forward under ``torch.compile(dynamic=True)``, its layer stack alone and the
-whole call (the first call, which compiles, is timed and printed).
+once, its keys/values shared by its samples, ``workers.prompt_sharing.shared_prompt_logits``) through
+transformers' Qwen2 forward (``model.lean_forward=false``) and through the lean passes
+(``workers/lean_forward.py``, shipped in round 11 and on by default), against round 6's hand-written
+Llama-shaped forward (fused RMSNorm, rotary embedding as roll + multiply-add, one SDPA call with an
+additive mask per layer, NOT shipped) and, with ``--compile``, that forward under
+``torch.compile(dynamic=True)``, its layer stack alone and the whole call (the first call, which
+compiles, is timed and printed). The shipped passes split the rows by response width where that saves
+padding (at the small shapes); round 6's forward runs one pass over all of them: ``--full-width`` gives
+every row the full response, so that all variants do the same work.
 ``--part decode``: the shipped static-cache decode step (``workers/rollout/static_decode.py``) against
 one with the q/k/v and gate/up projections fused into one matmul each (weights concatenated once per
 generation call) and, with ``--compile`` (round 7), a step with static shapes under
 ``torch.compile(dynamic=False, fullgraph=True)``. Runs alternate; medians are printed, with how far each
-variant's logits and gradients (or sampled tokens) are from the shipped path's.
+variant's logits and gradients (or sampled tokens) are from the first variant's.
 
     python bench/bench_cpu_fusions.py --part forward                        # the tiny bench job's shapes
     python bench/bench_cpu_fusions.py --part forward --hidden 256 --layers 6 --n 8 --response-len 64
+    python bench/bench_cpu_fusions.py --part forward --hidden 256 --layers 6 --n 8 --response-len 64 --full-width
     python bench/bench_cpu_fusions.py --part forward --compile              # adds up to ~30 s of compiling
     python bench/bench_cpu_fusions.py --part decode --compile               # adds 3-20 s of compiling
     python bench/bench_cpu_fusions.py --part decode --hidden 256 --layers 6 --rows 256 --response-len 64
@@ -115,24 +120,28 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, calls: int) -
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _print_table(ms: dict[str, float], shipped: str) -> None:
-    """Milliseconds per call of each variant and its ratio to the shipped path's."""
-    print("| variant | ms per call | vs shipped |\n|---|---:|---:|")
+def _print_table(ms: dict[str, float], base: str) -> None:
+    """Milliseconds per call of each variant and its ratio to ``base``'s (the first variant)."""
+    print(f"| variant | ms per call | vs {base} |\n|---|---:|---:|")
     for name, value in ms.items():
-        print(f"| {name} | {value:.1f} | {value / ms[shipped]:.2f}x |")
+        print(f"| {name} | {value:.1f} | {value / ms[base]:.2f}x |")
+
+
+BASELINE = "transformers forward (lean_forward=false)"
 
 
 def bench_forward(model: torch.nn.Module, args: argparse.Namespace) -> None:
-    # responses of 2/3 to all of the cap, like the bench job's: one width for all rows, so both paths run
-    # one response pass (the shipped one would split rows of very different lengths into two)
+    # responses of 2/3 to all of the cap (the bench job's are near the cap), or all of it (--full-width)
     batch = _micro_batch(args.prompts, args.n, args.prompt_len, args.response_len, seed=0,
-                         min_response=args.response_len * 2 // 3)
+                         min_response=args.response_len if args.full_width else args.response_len * 2 // 3)
     ids, mask, positions = batch["input_ids"], batch["attention_mask"], batch["position_ids"]
     p, r = args.prompt_len, args.response_len
     lean = LeanForward(model)
     variants: dict[str, Callable[[], torch.Tensor]] = {
-        "transformers forward (shipped)": lambda: shared_prompt_logits(model, ids, mask, positions, p, r),
-        "hand-written forward": lambda: lean(ids, mask, positions, p, r),
+        BASELINE: lambda: shared_prompt_logits(model, ids, mask, positions, p, r),
+        "lean passes (lean_forward, the default)": lambda: shared_prompt_logits(model, ids, mask, positions, p, r,
+                                                                                lean=True),
+        "round 6's hand-written forward": lambda: lean(ids, mask, positions, p, r),
     }
     if args.compile:
         compiled = LeanForward(model, compile_layers=True)
@@ -149,18 +158,18 @@ def bench_forward(model: torch.nn.Module, args: argparse.Namespace) -> None:
         (torch.log_softmax(logits, -1).gather(-1, targets).squeeze(-1) * real).sum().backward()
         return logits.detach(), [q.grad.clone() for q in model.parameters()]
 
-    shipped_logits, shipped_grads = step(variants["transformers forward (shipped)"])
+    shipped_logits, shipped_grads = step(variants[BASELINE])
     for name, fn in variants.items():
         t0 = time.perf_counter()
         logits, grads = step(fn)
         first_s = time.perf_counter() - t0
         grad_diff = max(float((a - b).abs().max()) for a, b in zip(grads, shipped_grads, strict=True))
-        print(f"{name}: first call {first_s:.1f} s; vs shipped: logits max diff "
+        print(f"{name}: first call {first_s:.1f} s; vs the first: logits max diff "
               f"{float((logits - shipped_logits)[real].abs().max()):.1e}, gradients {grad_diff:.1e}")
     ms = _median_ms({k: (lambda f=f: step(f)) for k, f in variants.items()}, args.repeats, args.calls)
     print(f"\nforward + backward, {args.prompts} prompts x {args.n} samples, prompt {p} / response {r} tokens, "
           f"hidden {args.hidden} x {args.layers} layers, {args.threads} threads; median of {args.repeats}")
-    _print_table(ms, "transformers forward (shipped)")
+    _print_table(ms, BASELINE)
 
 
 class FusedDecoder(sd.StaticDecoder):
@@ -285,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt-len", type=int, default=30, help="forward: prompt width (prompts up to 6 shorter)")
     p.add_argument("--response-len", type=int, default=32, help="response cap (forward: lengths 2/3..1 of it)")
     p.add_argument("--rows", type=int, default=32, help="decode: rows of the generation call")
+    p.add_argument("--full-width", action="store_true", help="forward: every response as wide as the cap")
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd forward / decode step")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--calls", type=int, default=10, help="forward: calls per timed run")

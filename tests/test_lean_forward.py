@@ -4,6 +4,7 @@ where they reproduce it."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -178,8 +179,8 @@ def test_the_rollout_prefills_through_the_lean_passes_with_the_same_tokens():
     cfg = {"n": 2, "response_length": 10, "temperature": 1.0, "calculate_log_probs": True, "seed": 3}
     lean = HFRollout(model, cfg, pad_token_id=256)
     hf = HFRollout(model, cfg, pad_token_id=256)
-    hf._lean_prefill = False
-    assert lean._lean_prefill and lean.static_decode
+    hf.lean_prefill = False
+    assert lean.lean_prefill and lean.static_decode
     calls, hook = _count_module_forwards(model)
     try:
         got = lean.generate_sequences(prompts)
@@ -189,3 +190,17 @@ def test_the_rollout_prefills_through_the_lean_passes_with_the_same_tokens():
     want = hf.generate_sequences(prompts)
     torch.testing.assert_close(got.batch["responses"], want.batch["responses"])
     torch.testing.assert_close(got.batch["rollout_log_probs"], want.batch["rollout_log_probs"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", [True, False])
+def test_the_rollout_prefill_follows_the_config_key(tmp_path, key):
+    from relift.models.tiny import build_tiny_model
+    from tests.test_fsdp_worker import make_spec
+    from workers.rollout_engine import build_rollout_engine
+
+    path = build_tiny_model(tmp_path / "m", hidden_size=32, num_layers=1, intermediate_size=64)
+    spec = make_spec(path)
+    model = dataclasses.replace(spec.model, lean_forward=key)
+    engine = build_rollout_engine(spec.rollout, model, dp_rank=0, device=torch.device("cpu"), eos_token_ids=[1],
+                                  pad_token_id=0)
+    assert engine.static_decode and engine.lean_prefill is key

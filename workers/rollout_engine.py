@@ -70,6 +70,7 @@ def build_rollout_engine(spec: RolloutSpec, model: ModelSpec, *, dp_rank: int, d
         module.config.use_cache = True
         engine = HFRollout(module, config, eos_token_id=eos_token_ids, pad_token_id=pad_token_id, shares_module=False)
         engine.shared_source = share_from if shared else None
+        engine.lean_prefill = engine.lean_prefill and model.lean_forward
         return engine
     if spec.name == "vllm":
         from workers.rollout.vllm import VLLMRollout  # noqa: PLC0415 - GPU only; imported lazily

@@ -147,8 +147,9 @@ class HFRollout(BaseRollout):
         # Llama-shaped models decode through a preallocated cache with plain tensor ops (fewer
         # dispatches per token on CPU; docs/performance.md); set False to force the HF forward at every step
         self.static_decode = supports_static_decode(module)
-        # with it, the prefill too where the lean passes reproduce the module (not FSDP2-sharded, SDPA)
-        self._lean_prefill = self.static_decode and lean_forward_applies(module)
+        # with it, the prefill too where the lean passes reproduce the module (not FSDP2-sharded, SDPA);
+        # build_rollout_engine turns this off with model.lean_forward=false
+        self.lean_prefill = self.static_decode and lean_forward_applies(module)
         self._prefill_kwargs = {"logits_to_keep": 1} if _accepts_kwarg(module, "logits_to_keep") else {}
         device = next(module.parameters()).device
         self.generator = torch.Generator(device=device if device.type != "meta" else "cpu")
@@ -227,7 +228,7 @@ class HFRollout(BaseRollout):
         mask = attention_mask.repeat_interleave(repeats, dim=0)
         pos = position_ids[:, -1].repeat_interleave(repeats)
         fast = cache = None
-        if self.static_decode and self._lean_prefill:  # the prompts in plain tensor ops (workers/lean_forward.py)
+        if self.static_decode and self.lean_prefill:  # the prompts in plain tensor ops (workers/lean_forward.py)
             last, prefill = LeanLlamaPasses(self.module).prompt(input_ids, attention_mask, position_ids)
             logits = last[:, -1, :].repeat_interleave(repeats, dim=0)
         else:
