@@ -5,13 +5,15 @@ decode step of a hidden-128 model cost ~6 ms, as much for 1 row as for 32). Each
 rebuilds a 4-D mask, grows every layer's cache by ``torch.cat`` and goes through dozens of module
 calls. This module runs the same arithmetic on the SAME parameter tensors (no copy, so optimiser
 steps are seen at once) with a cache allocated once per chunk: per layer one write into the cache,
-one attention over the filled prefix, and plain ``F.linear`` calls. On CPU the attention is two
+one attention over the filled prefix, and the projections as ``addmm``/``mm`` on the weights (the
+kernels ``F.linear`` calls), all looked up once per chunk. On CPU the attention is two
 matmuls around a softmax with an additive padding bias (25-47% less time per call there than
 ``scaled_dot_product_attention`` with a boolean mask for one query row: bench/bench_decode.py,
 256 rows); elsewhere it is ``scaled_dot_product_attention``.
 
-The prefill still goes through the HF module (one call, compute-bound); its cache is copied into
-the static one, each prompt's rows repeated for its samples when the prefill ran each prompt once.
+The prefill is one pass (compute-bound) through the lean passes (``workers/lean_forward.py``) where
+they apply, else through the HF module; its per-layer keys/values are copied into the static cache,
+each prompt's rows repeated for its samples when the prefill ran each prompt once.
 Only models whose layers are exactly the Llama block are taken (:func:`supports_static_decode`);
 anything else (sliding windows, q/k norms, other architectures) keeps the HF loop.
 ``tests/test_static_decode.py`` checks logits and sampled tokens against the HF forward.
@@ -167,6 +169,17 @@ class StaticDecoder:
             self.mask = None
         self.length = width
         self._rope = None
+        self._bind_views()
+
+    def _bind_views(self) -> None:
+        """Each layer's keys and values as [B * kv_heads, capacity, head_dim] views of ``self.kv`` (and the
+        CPU bias as [B * kv_heads, 1, capacity]), made once per start/keep: indexing ``self.kv`` by
+        layer, side and position at every step cost ~10 view dispatches per layer."""
+        assert self.kv is not None
+        flat = self.kv.shape[2] * self.kv_heads
+        self._keys = [self.kv[i, 0].view(flat, self.capacity, self.head_dim) for i in range(len(self.layers))]
+        self._values = [self.kv[i, 1].view(flat, self.capacity, self.head_dim) for i in range(len(self.layers))]
+        self._flat_bias = None if self.bias is None else self.bias.view(flat, 1, self.capacity)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (indices into the current batch) in the cache and mask; only the
@@ -179,6 +192,7 @@ class StaticDecoder:
             self.mask = self.mask.index_select(0, rows)
         if self.bias is not None:
             self.bias = self.bias.index_select(0, rows)
+        self._bind_views()
 
     def _rope_for(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and signed sin ([B, 1, d]) at ``positions``: rows of a table computed once by the
@@ -197,24 +211,24 @@ class StaticDecoder:
     def _attend(self, q: torch.Tensor, i: int, t: int) -> torch.Tensor:
         """Attention of one query per row ([B, heads, d]) over cache positions ``0..t`` of layer
         ``i``; returns [B, heads * d]."""
-        keys, values = self.kv[i, 0, :, :, : t + 1], self.kv[i, 1, :, :, : t + 1]
         rows = q.shape[0]
         if self.bias is None:
-            assert self.mask is not None
+            assert self.kv is not None and self.mask is not None
+            keys, values = self.kv[i, 0, :, :, : t + 1], self.kv[i, 1, :, :, : t + 1]
             out = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, attn_mask=self.mask[..., : t + 1],
                                                  scale=self.scaling, enable_gqa=self.gqa)
             return out.reshape(rows, -1)
         # the query heads sharing a key/value head become its rows: [B * kv_heads, heads / kv_heads, d]
-        group = self.heads // self.kv_heads
-        grouped = q.reshape(rows * self.kv_heads, group, self.head_dim)
-        flat = rows * self.kv_heads
-        scores = torch.baddbmm(self.bias.view(flat, 1, self.capacity)[..., : t + 1], grouped,
-                               keys.reshape(flat, t + 1, self.head_dim).transpose(1, 2), alpha=self.scaling)
+        grouped = q.view(rows * self.kv_heads, self.heads // self.kv_heads, self.head_dim)
+        values = self._values[i][:, : t + 1]
+        assert self._flat_bias is not None
+        scores = torch.baddbmm(self._flat_bias[..., : t + 1], grouped, self._keys[i][:, : t + 1].transpose(1, 2),
+                               alpha=self.scaling)
         if scores.dtype == torch.float32:
             probs = torch.softmax(scores, dim=-1)
         else:
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
-        return torch.bmm(probs, values.reshape(flat, t + 1, self.head_dim)).view(rows, -1)
+        return torch.bmm(probs, values).view(rows, -1)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -235,8 +249,8 @@ class StaticDecoder:
             h = _rms(x, lay.ln1, eps)
             q = _linear(h, lay.q).view(rows, self.heads, self.head_dim)
             k = _linear(h, lay.k).view(rows, self.kv_heads, self.head_dim)
-            self.kv[i, 0, :, :, t] = _rotate(k, cos, sin)
-            self.kv[i, 1, :, :, t] = _linear(h, lay.v).view(rows, self.kv_heads, self.head_dim)
+            self._keys[i][:, t] = _rotate(k, cos, sin).view(-1, self.head_dim)
+            self._values[i][:, t] = _linear(h, lay.v).view(-1, self.head_dim)
             x = _add_linear(x, self._attend(_rotate(q, cos, sin), i, t), lay.o)
             h = _rms(x, lay.ln2, eps)
             gated = F.silu(_linear(h, lay.gate)).mul_(_linear(h, lay.up))
