@@ -219,7 +219,7 @@ class StaticDecoder:
                                                  scale=self.scaling, enable_gqa=self.gqa)
             return out.reshape(rows, -1)
         # the query heads sharing a key/value head become its rows: [B * kv_heads, heads / kv_heads, d]
-        grouped = q.view(rows * self.kv_heads, self.heads // self.kv_heads, self.head_dim)
+        grouped = q.reshape(rows * self.kv_heads, self.heads // self.kv_heads, self.head_dim)
         values = self._values[i][:, : t + 1]
         assert self._flat_bias is not None
         scores = torch.baddbmm(self._flat_bias[..., : t + 1], grouped, self._keys[i][:, : t + 1].transpose(1, 2),
