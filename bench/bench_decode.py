@@ -137,7 +137,9 @@ def _attention_table(model: nn.Module, rows: int, length: int, repeats: int) -> 
     dec.mask = torch.rand(rows, 1, 1, dec.capacity, generator=g) > 0.1  # some left padding
     dec.mask[..., prompt:] = True
     bias = torch.zeros(rows, 1, 1, dec.capacity).masked_fill_(~dec.mask, torch.finfo(torch.float32).min)
-    bias = bias.expand(rows, dec.kv_heads, 1, dec.capacity).contiguous()  # one row per key/value head
+    dec.bias = bias.expand(rows, dec.kv_heads, 1, dec.capacity).contiguous()  # one row per key/value head
+    bias = dec.bias
+    dec._bind_views()  # the per-layer views the step reads, as StaticDecoder.start makes them
     q = torch.randn(rows, dec.heads, dec.head_dim, generator=g)
     calls = 50
     print(f"\nattention of one decode step, {rows} rows x {dec.heads} heads x {dec.head_dim}; ms per call, "
