@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.llama_ops import decoder_layers, is_llama_shaped, rms_norm, rotate, signed_sin
+from relift.models.llama_ops import decoder_layers, is_llama_shaped, rms_norm, rotate, signed_sin
 
 __all__ = ["LeanLlamaPasses", "is_checkpointing", "lean_forward_applies"]
 

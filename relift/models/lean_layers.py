@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LeanRMSNorm", "LeanSwiGLU", "apply_lean_layers", "supports_lean_layers"]
+from relift.models.llama_ops import LLAMA_SHAPED, decoder_layers
 
-_LLAMA_SHAPED = frozenset({"qwen2", "llama"})
+__all__ = ["LeanRMSNorm", "LeanSwiGLU", "apply_lean_layers", "supports_lean_layers"]
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,11 +118,11 @@ class LeanSwiGLU(nn.Module):
 def supports_lean_layers(module: nn.Module) -> bool:
     """Whether ``module`` is a Llama-shaped causal LM (SiLU MLP, RMSNorm) whose layers these replace exactly."""
     config = getattr(module, "config", None)
-    if config is None or getattr(config, "model_type", None) not in _LLAMA_SHAPED:
+    if config is None or getattr(config, "model_type", None) not in LLAMA_SHAPED:
         return False
     if getattr(config, "hidden_act", None) not in ("silu", "swish"):
         return False
-    layers = getattr(getattr(module, "model", None), "layers", None)
+    layers = decoder_layers(module)
     if not layers:
         return False
     first = layers[0]

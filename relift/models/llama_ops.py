@@ -1,5 +1,6 @@
 """The arithmetic of a Llama-shaped block in plain tensor ops, shared by the lean decode step
-(``workers/rollout/static_decode.py``) and the lean training forward (``workers/lean_forward.py``).
+(``workers/rollout/static_decode.py``) and the lean passes (``workers/lean_forward.py``); the model
+types it covers are also the ones ``relift.models.lean_layers`` swaps layers in.
 
 Each helper computes what transformers' Llama/Qwen2 modules compute, in fewer tensor ops (on CPU
 at small sizes every op costs microseconds of dispatch): :func:`is_llama_shaped` says which models

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.llama_ops import decoder_layers as _layers
-from workers.llama_ops import is_llama_shaped
-from workers.llama_ops import rms_norm as _rms
-from workers.llama_ops import rotate as _rotate
-from workers.llama_ops import signed_sin as _signed_sin
+from relift.models.llama_ops import decoder_layers as _layers
+from relift.models.llama_ops import is_llama_shaped
+from relift.models.llama_ops import rms_norm as _rms
+from relift.models.llama_ops import rotate as _rotate
+from relift.models.llama_ops import signed_sin as _signed_sin
 
 __all__ = ["StaticDecoder", "supports_static_decode"]
 
@@ -137,23 +137,21 @@ class StaticDecoder:
         """Take the prefill's per-layer (keys, values) ([P, kv_heads, W, head_dim] each) and the padding mask
         of the decode rows ([P * repeats, W]): prefill row ``i`` serves decode rows
         ``i * repeats .. i * repeats + repeats - 1`` (a prompt run once for its ``repeats`` samples)."""
-        keys = [k for k, _ in prefill]
-        values = [v for _, v in prefill]
-        if len(keys) != len(self.layers):
-            raise ValueError(f"the prefill has {len(keys)} layers of keys/values, the model {len(self.layers)}")
-        prefill_rows, _, width, _ = keys[0].shape
+        if len(prefill) != len(self.layers):
+            raise ValueError(f"the prefill has {len(prefill)} layers of keys/values, the model {len(self.layers)}")
+        ref = prefill[0][0]
+        prefill_rows, _, width, _ = ref.shape
         rows = prefill_rows * repeats
         if width > self.capacity:
             raise ValueError(f"prefill of {width} positions exceeds the cache capacity {self.capacity}")
         if prompt_mask.shape != (rows, width):
             raise ValueError(f"prompt mask of shape {tuple(prompt_mask.shape)} does not match {prefill_rows} "
                              f"prefill rows x {repeats} repeats and {width} positions")
-        ref = keys[0]
         # uninitialised: attention reads only the filled positions 0..length-1, each written before
         self.kv = torch.empty(
             len(self.layers), 2, rows, self.kv_heads, self.capacity, self.head_dim, dtype=ref.dtype, device=ref.device
         )
-        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+        for i, (k, v) in enumerate(prefill):
             if repeats > 1:
                 k, v = k.repeat_interleave(repeats, dim=0), v.repeat_interleave(repeats, dim=0)
             self.kv[i, 0, :, :, :width] = k
