@@ -84,9 +84,11 @@ def test_lean_response_groups_run_each_prompt_once(monkeypatch):
 
     monkeypatch.setattr(lean_mod.LeanLlamaPasses, "_layers", spy)
     got = _run(model, data, lean=True, share=True)
-    widths = sorted(set(data.batch["attention_mask"][:, P:].sum(1).tolist()))
-    assert seen[0] == (4, P) and sorted(w for _, w in seen[1:]) == widths and len(widths) > 2
-    assert sum(r for r, _ in seen[1:]) == len(data)
+    row_widths = data.batch["attention_mask"][:, P:].sum(1)
+    widths = sorted(set(row_widths.tolist()))
+    # each pass stops one token short of its widest response (that token predicts nothing scored)
+    assert seen[0] == (4, P) and sorted(w for _, w in seen[1:]) == [w - 1 for w in widths if w > 1]
+    assert len(widths) > 2 and sum(r for r, _ in seen[1:]) == int((row_widths > 1).sum())
     _assert_close(got, want)
 
 

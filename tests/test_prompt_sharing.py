@@ -53,9 +53,9 @@ def _model(seed: int = 0, checkpointing: bool = False):
     return model
 
 
-def _log_probs_and_grads(model, data: DataProto, share: bool):
+def _log_probs_and_grads(model, data: DataProto, share: bool, lean: bool = False):
     actor = DataParallelActor(model, None, {"ppo_micro_batch_size_per_gpu": len(data)})
-    actor.share_prompts = share
+    actor.share_prompts, actor.lean_forward = share, lean
     model.zero_grad(set_to_none=True)
     weights = torch.randn(len(data), R, generator=torch.Generator().manual_seed(1))
     lp, _ = actor._forward_micro_batch(data.batch, 0.9, False)
@@ -92,7 +92,8 @@ def test_each_distinct_prompt_runs_once_and_odd_padding_ids_do_not_split_them():
         logits = shared_prompt_logits(model, b["input_ids"], b["attention_mask"], b["position_ids"], P, R)
     finally:
         hook.remove()
-    assert seen == [(4, P), (4 * N, R)]  # 4 prompt rows once, then every response
+    # 4 prompt rows once, then every response but its last token (which predicts nothing scored)
+    assert seen == [(4, P), (4 * N, R - 1)]
     assert logits.shape == (4 * N, R, model.config.vocab_size)
     one = _batch(n=1)  # no prompt repeats: nothing to share, the caller's plain forward runs
     ob = one.batch
@@ -113,10 +114,33 @@ def test_responses_grouped_by_length_give_the_plain_log_probs_and_gradients(monk
     finally:
         hook.remove()
     widths = data.batch["attention_mask"][:, P:].sum(1)
-    assert len(seen) == 1 + len(set(widths.tolist())) > 3  # the prompts once, then one pass per width
-    assert sorted(w for _, w in seen[1:]) == sorted(set(widths.tolist()))
-    assert sum(r for r, _ in seen[1:]) == len(data)
+    passes = [w - 1 for w in sorted(set(widths.tolist())) if w > 1]  # one token short of each width
+    assert len(seen) == 1 + len(passes) > 3  # the prompts once, then one pass per width
+    assert sorted(w for _, w in seen[1:]) == passes
+    assert sum(r for r, _ in seen[1:]) == int((widths > 1).sum())
     _assert_same(grouped, plain)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_one_token_responses_need_no_response_pass(lean):
+    """Every response one token long: the prompt pass predicts it, no response pass runs, and the
+    log-probs and gradients are still the plain forward's."""
+    data = _batch()
+    b = data.batch
+    b["attention_mask"][:, P + 1:] = 0
+    b["input_ids"][:, P + 1:] = 0
+    b["responses"] = b["input_ids"][:, P:]
+    model = _model()
+    plain = _log_probs_and_grads(model, data, False)
+    seen: list[tuple[int, int]] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape[:2])))
+    try:
+        shared = _log_probs_and_grads(model, data, True, lean=lean)
+    finally:
+        hook.remove()
+    assert seen == [(4, P)]
+    _assert_same(shared, plain)
+    assert float(plain[0][:, 0].abs().sum()) > 1 and float(plain[0][:, 1:].abs().sum()) == 0
 
 
 def test_response_chunks_is_the_cheapest_split_of_the_sorted_rows():

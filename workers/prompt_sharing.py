@@ -118,17 +118,21 @@ def shared_prompt_logits(
     chunks = response_chunks(widths, CHUNK_PENALTY_TOKENS)
     if len(chunks) > 1 and not passes.can_split():
         chunks = [torch.arange(rows, device=input_ids.device)]  # a cache that cannot be reset: one pass
-    # rows of similar response length run together, each group as wide as its longest response
+    # rows of similar response length run together, each group as wide as its longest response; a
+    # row's last response token predicts nothing that is scored, so the pass stops one token short
     parts = []
     for rows_c in chunks:
-        width = int(widths[rows_c].max())
+        width = int(widths[rows_c].max()) - 1
+        if width == 0:  # one-token responses: the prompt pass predicted all there is
+            parts.append(first_token.new_zeros(len(rows_c), keep_r - 1, first_token.shape[-1]))
+            continue
         past = [(keys.index_select(0, which[rows_c]), values.index_select(0, which[rows_c]))
                 for keys, values in prompt_kv]
         logits = passes.responses(past, input_ids[rows_c, prompt_end : prompt_end + width],
                                   attention_mask[rows_c, : prompt_end + width],
                                   position_ids[rows_c, prompt_end : prompt_end + width])
         # positions past a row's response are never read (the caller masks them): zeros stand in
-        parts.append(F.pad(logits[:, : width - 1], (0, 0, 0, keep_r - width)))
+        parts.append(logits if width == keep_r - 1 else F.pad(logits, (0, 0, 0, keep_r - 1 - width)))
     order = torch.cat(chunks)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(len(order), device=order.device)
