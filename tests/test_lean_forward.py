@@ -139,6 +139,28 @@ def test_lean_forward_is_taken_only_where_it_reproduces_the_module():
     sliding = _llama()
     sliding.config.layer_types = ["full_attention", "sliding_attention"]
     assert not lean_forward_applies(sliding)
+    dropout = _llama(attention_dropout=0.1)  # transformers drops attention weights in training; the passes do not
+    assert not lean_forward_applies(dropout)
+
+
+def test_the_rms_norm_backward_is_the_derivative():
+    """The hand-written RMSNorm backward (float32 training passes) against float64 finite differences,
+    and against autograd through ``F.rms_norm`` in float32."""
+    from relift.models.llama_ops import _RMSNorm, rms_norm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(8, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _RMSNorm.apply(a, b, 1e-6), (x, w))
+    x32, w32 = x.detach().float().requires_grad_(), w.detach().float().requires_grad_()
+    grad = torch.randn(3, 5, 8, generator=g).float()
+    ours = torch.autograd.grad(rms_norm(x32, w32, 1e-6), (x32, w32), grad)
+    assert rms_norm(x32, w32, 1e-6).grad_fn.name().endswith("_RMSNormBackward")  # really the custom backward
+    theirs = torch.autograd.grad(torch.nn.functional.rms_norm(x32, (8,), w32, 1e-6), (x32, w32), grad)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    frozen = torch.autograd.grad(rms_norm(x32, w32.detach(), 1e-6), x32, grad)[0]  # a frozen weight: no weight grad
+    torch.testing.assert_close(frozen, ours[0])
 
 
 def test_the_config_key_reaches_the_actor(tmp_path):

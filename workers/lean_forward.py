@@ -14,7 +14,8 @@ Log-probs and gradients match transformers' to float rounding (``tests/test_lean
 
 Taken only where that holds and nothing needs the module's own ``forward``:
 
-- a Qwen2/Llama block (:func:`workers.llama_ops.is_llama_shaped`) with SDPA attention;
+- a Qwen2/Llama block (:func:`relift.models.llama_ops.is_llama_shaped`) with SDPA attention and no
+  attention dropout;
 - plain ``nn.Linear`` projections and transformers' own norm and MLP modules (not LoRA, not
   ``lean_activations``);
 - no gradient checkpointing;
@@ -50,6 +51,8 @@ def is_checkpointing(module: nn.Module) -> bool:
 def lean_forward_applies(module: nn.Module) -> bool:
     """Whether :class:`LeanLlamaPasses` computes what ``module``'s own forward does (see the module doc)."""
     if not is_llama_shaped(module) or getattr(module.config, "_attn_implementation", None) != "sdpa":
+        return False
+    if float(getattr(module.config, "attention_dropout", 0.0) or 0.0) > 0:  # transformers drops weights in training
         return False
     if is_checkpointing(module):
         return False
