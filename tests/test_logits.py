@@ -60,6 +60,26 @@ def test_single_outputs_and_their_gradients():
     assert logprobs_and_entropy(logits, labels, with_entropy=False)[1] is None
 
 
+@pytest.mark.parametrize("chunk_size", [4, 4096])  # several chunks; one chunk (its gradient buffer is returned)
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_log_prob_alone_in_one_or_several_chunks(chunk_size, temperature):
+    torch.manual_seed(3)
+    logits = (torch.randn(3, 5, 40) * 2).requires_grad_(True)
+    labels = torch.randint(0, 40, (3, 5))
+    labels[0, 1] = -100
+    weights = torch.randn(3, 5)
+    lp = logprobs_from_logits(logits, labels, temperature, chunk_size=chunk_size)
+    (g,) = torch.autograd.grad((lp * weights).sum(), logits)
+    r_lp = reference(logits, labels, temperature)[0] * (labels >= 0)
+    (r_g,) = torch.autograd.grad((r_lp * weights).sum(), logits)
+    assert torch.allclose(lp, r_lp, atol=1e-5) and torch.allclose(g, r_g, atol=1e-5)
+    assert g.shape == logits.shape and g.is_contiguous()
+    assert float(g[0, 1].abs().sum()) == 0  # the ignored label gets no gradient
+    doubles = logits.detach().double().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x: logprobs_from_logits(x, labels, temperature, chunk_size=chunk_size), (doubles,))
+
+
 def test_gradcheck_float64():
     torch.manual_seed(2)
     logits = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)

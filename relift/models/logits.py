@@ -110,12 +110,16 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
         if grad_ent is not None and ent is None:
             grad_ent = None
         cdt = _compute_dtype(logits)
-        grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        grad_flat = grad_logits.view(-1, logits.shape[-1])
+        vocab = logits.shape[-1]
+        one_chunk = 0 < logits.numel() // max(vocab, 1) <= ctx.chunk_size and logits.is_contiguous()
+        grad_logits = None if one_chunk else torch.empty_like(logits, memory_format=torch.contiguous_format)
+        grad_flat = None if grad_logits is None else grad_logits.view(-1, vocab)
         for chunk, s, e in _row_chunks(logits, ctx.chunk_size):
-            z = _scaled(chunk, cdt, temperature, writable=True)
-            logp_all = z.sub_(lse[s:e].unsqueeze(-1))  # in place: z now holds log p
-            p = logp_all.exp()
+            if chunk.dtype == cdt and temperature == 1.0:
+                logp_all = chunk - lse[s:e].unsqueeze(-1)  # a fresh buffer: log p
+            else:
+                logp_all = _scaled(chunk, cdt, temperature, writable=True).sub_(lse[s:e].unsqueeze(-1))
+            p = logp_all.exp() if grad_ent is not None else logp_all.exp_()  # the entropy term reads log p
             g_l = None
             if grad_logp is not None:  # ignored labels (< 0) have a constant log-prob of 0
                 lab = labels[s:e]
@@ -130,11 +134,13 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
                 del coef
             else:
                 p.mul_(-g_l)
-            del logp_all, z
+            del logp_all
             if g_l is not None:
                 p.scatter_add_(-1, lab.clamp(min=0).unsqueeze(-1), g_l)
             if temperature != 1.0:
                 p.div_(temperature)
+            if grad_flat is None:  # the whole tensor in one chunk: its gradient is this buffer (no copy)
+                return p.to(logits.dtype).view(logits.shape), None, None, None, None, None
             grad_flat[s:e] = p.to(grad_flat.dtype)
             del p
         return grad_logits, None, None, None, None, None
