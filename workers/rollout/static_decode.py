@@ -5,8 +5,8 @@ decode step of a hidden-128 model cost ~6 ms, as much for 1 row as for 32). Each
 rebuilds a 4-D mask, grows every layer's cache by ``torch.cat`` and goes through dozens of module
 calls. This module runs the same arithmetic on the SAME parameter tensors (no copy, so optimiser
 steps are seen at once) with a cache allocated once per chunk: per layer one write into the cache,
-one attention over the filled prefix, and the projections as ``addmm``/``mm`` on the weights (the
-kernels ``F.linear`` calls), all looked up once per chunk. On CPU the attention is two
+one attention over the filled prefix, and the projections as ``mm`` (+ bias) or ``addmm`` into the
+residual on the weights, all looked up once per chunk. On CPU the attention is two
 matmuls around a softmax with an additive padding bias (25-47% less time per call there than
 ``scaled_dot_product_attention`` with a boolean mask for one query row: bench/bench_decode.py,
 256 rows); elsewhere it is ``scaled_dot_product_attention``.
@@ -68,9 +68,12 @@ _STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
 
 
 def _linear(h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
-    """``F.linear`` on 2-D ``h`` with the weight already transposed: the same ``addmm``/``mm`` kernel."""
+    """``F.linear`` on 2-D ``h`` with the weight already transposed. The bias is added in place after
+    ``mm``: on CPU ``addmm`` with a broadcast bias row cost 3-6 us more per call at the tiny job's shape
+    ([32, 128] x [128, 128..512]), and the sum is the same."""
     weight_t, bias = proj
-    return torch.mm(h, weight_t) if bias is None else torch.addmm(bias, h, weight_t)
+    out = torch.mm(h, weight_t)
+    return out if bias is None else out.add_(bias)
 
 
 def _add_linear(x: torch.Tensor, h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
