@@ -228,3 +228,22 @@ def test_the_rollout_prefill_follows_the_config_key(tmp_path, key):
     engine = build_rollout_engine(spec.rollout, model, dp_rank=0, device=torch.device("cpu"), eos_token_ids=[1],
                                   pad_token_id=0)
     assert engine.static_decode and engine.lean_prefill is key
+
+
+def test_a_training_module_samples_as_in_eval_mode_and_keeps_its_mode():
+    """The rollout runs in eval semantics whichever path it takes: the lean path never calls the module
+    (so its mode does not matter), and a model with attention dropout keeps transformers' prefill in
+    eval mode. Either way the module is left in the mode it came in."""
+    from workers.rollout import HFRollout
+
+    b = _batch(seed=4).batch
+    prompts = DataProto.from_dict({"input_ids": b["input_ids"][:, :P], "attention_mask": b["attention_mask"][:, :P],
+                                   "position_ids": b["position_ids"][:, :P]})
+    cfg = {"n": 2, "response_length": 6, "temperature": 1.0, "seed": 3}
+    for model, lean in ((_model(), True), (_llama(attention_dropout=0.9), False)):
+        want = HFRollout(model.eval(), cfg, pad_token_id=256).generate_sequences(prompts).batch["responses"]
+        rollout = HFRollout(model.train(), cfg, pad_token_id=256)
+        assert rollout.lean_prefill is lean
+        got = rollout.generate_sequences(prompts).batch["responses"]
+        assert model.training
+        torch.testing.assert_close(got, want)
