@@ -69,26 +69,33 @@ def test_lean_passes_give_transformers_log_probs_and_gradients(arch, share):
     assert float(want[0].abs().sum()) > 1 and all(float(g.abs().sum()) > 0 for g in want[1].values())
 
 
-def test_lean_response_groups_run_each_prompt_once(monkeypatch):
-    """Responses split by length into several passes on one prompt pass, as the transformers path does."""
-    monkeypatch.setattr(sharing, "CHUNK_PENALTY_TOKENS", 0)  # split wherever a token is saved
+@pytest.mark.parametrize("penalty", [0, 10**6])
+def test_one_lean_pass_holds_the_prompts_once_and_every_response_group(monkeypatch, penalty):
+    """Responses split by length into groups (penalty 0: wherever a token is saved; 10**6: never), which
+    transformers' path runs as separate passes on one prompt cache: the lean path runs the distinct
+    prompts and all groups in a single pass, each group one token short of its widest response."""
+    monkeypatch.setattr(sharing, "CHUNK_PENALTY_TOKENS", penalty)
     data = _batch(seed=5, n=4)
     model = _model()
     want = _run(model, data, lean=False, share=True)
-    seen: list[tuple[int, int]] = []
+    seen: list[list[tuple[int, int]]] = []
     layers = lean_mod.LeanLlamaPasses._layers
 
-    def spy(self, ids, *args):
-        seen.append(tuple(ids.shape))
-        return layers(self, ids, *args)
+    def spy(self, ids, positions, segments, *args):
+        seen.append([(seg.rows, seg.width) for seg in segments])
+        return layers(self, ids, positions, segments, *args)
 
     monkeypatch.setattr(lean_mod.LeanLlamaPasses, "_layers", spy)
     got = _run(model, data, lean=True, share=True)
     row_widths = data.batch["attention_mask"][:, P:].sum(1)
     widths = sorted(set(row_widths.tolist()))
-    # each pass stops one token short of its widest response (that token predicts nothing scored)
-    assert seen[0] == (4, P) and sorted(w for _, w in seen[1:]) == [w - 1 for w in widths if w > 1]
-    assert len(widths) > 2 and sum(r for r, _ in seen[1:]) == int((row_widths > 1).sum())
+    assert len(seen) == 1 and seen[0][0] == (4, P)  # one pass; the 4 distinct prompts once
+    groups = seen[0][1:]
+    if penalty:
+        assert groups == [(len(data), max(widths) - 1)]
+    else:
+        assert sorted(w for _, w in groups) == [w - 1 for w in widths if w > 1] and len(widths) > 2
+        assert sum(r for r, _ in groups) == int((row_widths > 1).sum())
     _assert_close(got, want)
 
 

@@ -132,13 +132,13 @@ def test_one_token_responses_need_no_response_pass(lean):
     b["responses"] = b["input_ids"][:, P:]
     model = _model()
     plain = _log_probs_and_grads(model, data, False)
-    seen: list[tuple[int, int]] = []
-    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape[:2])))
+    seen: list[int] = []  # tokens embedded per pass (the lean pass packs them: [tokens, hidden])
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(out.shape[:-1].numel()))
     try:
         shared = _log_probs_and_grads(model, data, True, lean=lean)
     finally:
         hook.remove()
-    assert seen == [(4, P)]
+    assert seen == [4 * P]  # the 4 distinct prompts, nothing else
     _assert_same(shared, plain)
     assert float(plain[0][:, 0].abs().sum()) > 1 and float(plain[0][:, 1:].abs().sum()) == 0
 

@@ -1,13 +1,17 @@
-"""The actor's prompt and response passes for Llama-shaped models in plain tensor ops (``model.lean_forward``).
+"""The actor's forward passes for Llama-shaped models in plain tensor ops (``model.lean_forward``).
 
 Why: on a laptop CPU with the small models people debug with (the tiny bench job: hidden 128 x 4
 layers), the update's forward is dispatch-bound. transformers' forward adds module calls, keyword
 plumbing, output recording, a mask builder and a six-op rotary embedding per layer around the same
 matrix products. This runs the same arithmetic on the module's own parameters:
 
-- the projections through ``F.linear`` and attention through ``scaled_dot_product_attention``,
-  with the boolean mask transformers builds (or ``is_causal`` where it would pass no mask);
-- RMSNorm as ``F.rms_norm``;
+- the tokens of a pass packed as one [tokens, hidden] matrix through the projections (``F.linear``),
+  norms and MLP, split by rows only for attention (``scaled_dot_product_attention`` with the boolean
+  mask transformers builds, or ``is_causal`` where it would pass no mask). With prompt sharing the
+  distinct prompts and their responses are one pass: the responses' attention reads the prompts'
+  keys/values of the same layer, so transformers' two passes (prompts, then responses on a cache)
+  become one, with half the tensor ops;
+- float32 RMSNorm with a hand-written backward (:func:`relift.models.llama_ops.rms_norm`);
 - the rotary embedding as a roll and a multiply-add, with cos/sin from the model's own rotary module.
 
 Log-probs and gradients match transformers' to float rounding (``tests/test_lean_forward.py``).
@@ -85,10 +89,33 @@ class _Block:
     down: nn.Linear
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """``rows`` x ``width`` tokens of a packed pass, starting at token ``offset``. They attend among
+    themselves under ``mask`` (4-D bool; None: causal, no padding) and, when ``prefix_rows`` is set, after
+    the keys/values of those rows of the first segment (the prompts whose responses these are)."""
+
+    offset: int
+    rows: int
+    width: int
+    mask: torch.Tensor | None
+    prefix_rows: torch.Tensor | None = None
+
+    @property
+    def tokens(self) -> slice:
+        return slice(self.offset, self.offset + self.rows * self.width)
+
+
 class LeanLlamaPasses:
-    """The actor's forward passes: the two of :func:`workers.prompt_sharing.shared_prompt_logits` (the
-    distinct prompts, :meth:`prompt`, then the responses on their per-layer keys/values,
-    :meth:`responses`) and the plain one over whole rows (:meth:`full`)."""
+    """The actor's forward passes: the shared-prompt pass of :func:`workers.prompt_sharing.shared_prompt_logits`
+    (:meth:`shared`: the distinct prompts and the responses in one pass), the prompts alone with their
+    keys/values (:meth:`prompt`, the rollout's prefill) and the plain pass over whole rows (:meth:`full`).
+
+    Every pass runs its tokens packed as one [tokens, hidden] matrix through the projections, norms and
+    MLP, and splits them only for attention, per segment of rows of one width. For the shared pass that
+    is one pass where transformers' forward takes two (the prompts, then the responses on their cache):
+    half the tensor ops, ~10% less time per tiny-job update (docs/performance.md, round 12).
+    """
 
     def __init__(self, module: nn.Module) -> None:
         cfg = module.config
@@ -107,11 +134,8 @@ class LeanLlamaPasses:
         self.scaling = float(layers[0].self_attn.scaling)
         self.eps = float(layers[0].input_layernorm.variance_epsilon)
 
-    def can_split(self) -> bool:
-        """Response passes may run in several groups (each takes its own keys/values)."""
-        return True
-
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head on hidden states [..., H] -> logits [..., V]."""
         norm, head = self.module.model.norm, self.module.lm_head
         return F.linear(rms_norm(hidden, norm.weight, float(norm.variance_epsilon)), head.weight, head.bias)
 
@@ -125,30 +149,37 @@ class LeanLlamaPasses:
             k, v = k.repeat_interleave(self.groups, dim=1), v.repeat_interleave(self.groups, dim=1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
 
-    def _layers(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
-                past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
-        """Hidden states [b, t, H] after the last block, and each block's rotated keys and values of
-        these ``t`` positions ([b, kv_heads, t, d]); ``past`` is prepended to each block's keys/values."""
+    def _layers(self, ids: torch.Tensor, positions: torch.Tensor, segments: list[_Segment], keep_kv: bool = False
+                ) -> tuple[torch.Tensor, list[KV]]:
+        """Packed token ids and positions ([T]) -> hidden states [T, H] after the last block, and (with
+        ``keep_kv``) each block's rotated keys and values of the first segment ([rows, kv_heads, width, d])."""
         x = self.module.model.embed_tokens(ids)  # the module: its padding_idx gets no gradient
-        cos, sin = self.module.model.rotary_emb(x, positions)  # [b, t, d], the model's own rope
-        cos, sin = cos.unsqueeze(1), signed_sin(sin).unsqueeze(1)
-        b, t, _ = x.shape
-        new: list[KV] = []
-        for i, blk in enumerate(self.blocks):
+        cos, sin = self.module.model.rotary_emb(x[None], positions[None])  # [1, T, d], the model's own rope
+        cos, sin = cos[0].unsqueeze(1), signed_sin(sin[0]).unsqueeze(1)
+        kept: list[KV] = []
+        d = self.head_dim
+        for blk in self.blocks:
             h = rms_norm(x, blk.ln1.weight, self.eps)
-            q = F.linear(h, blk.q.weight, blk.q.bias).view(b, t, self.heads, self.head_dim).transpose(1, 2)
-            k = F.linear(h, blk.k.weight, blk.k.bias).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = F.linear(h, blk.v.weight, blk.v.bias).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            q = F.linear(h, blk.q.weight, blk.q.bias).view(-1, self.heads, d)
+            k = F.linear(h, blk.k.weight, blk.k.bias).view(-1, self.kv_heads, d)
+            v = F.linear(h, blk.v.weight, blk.v.bias).view(-1, self.kv_heads, d)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            new.append((k, v))
-            if past is not None:
-                k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
-            o = self._attend(q, k, v, mask).transpose(1, 2).reshape(b, t, -1)
-            x = x + F.linear(o, blk.o.weight, blk.o.bias)
+            outs, first = [], None
+            for seg in segments:
+                qs, ks, vs = (t[seg.tokens].view(seg.rows, seg.width, -1, d).transpose(1, 2) for t in (q, k, v))
+                if first is None:
+                    first = (ks, vs)
+                if seg.prefix_rows is not None:
+                    ks = torch.cat([first[0].index_select(0, seg.prefix_rows), ks], dim=2)
+                    vs = torch.cat([first[1].index_select(0, seg.prefix_rows), vs], dim=2)
+                outs.append(self._attend(qs, ks, vs, seg.mask).transpose(1, 2).reshape(seg.rows * seg.width, -1))
+            if keep_kv:
+                kept.append(first)
+            x = x + F.linear(outs[0] if len(outs) == 1 else torch.cat(outs), blk.o.weight, blk.o.bias)
             h = rms_norm(x, blk.ln2.weight, self.eps)
             gated = F.silu(F.linear(h, blk.gate.weight, blk.gate.bias)) * F.linear(h, blk.up.weight, blk.up.bias)
             x = x + F.linear(gated, blk.down.weight, blk.down.bias)
-        return x, new
+        return x, kept
 
     @staticmethod
     def _causal_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
@@ -161,27 +192,54 @@ class LeanLlamaPasses:
         causal = torch.ones(width, width, dtype=torch.bool, device=keys.device).tril()
         return causal[None, None] & keys[:, None, None, :]
 
+    @staticmethod
+    def _after_prompt_mask(attention_mask: torch.Tensor, width: int) -> torch.Tensor:
+        """Mask of ``width`` response tokens over prompt + response keys (``attention_mask`` [r, P + width]):
+        every prompt key that is not padding, and the response keys up to the query's own position."""
+        total = attention_mask.shape[1]
+        prompt_len = total - width
+        q_index = torch.arange(width, device=attention_mask.device)[:, None] + prompt_len
+        causal = torch.arange(total, device=attention_mask.device)[None, :] <= q_index
+        return causal[None, None] & attention_mask.bool()[:, None, None, :]
+
+    def _one_segment(self, ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                     keep_kv: bool) -> tuple[torch.Tensor, list[KV]]:
+        rows, width = ids.shape
+        seg = _Segment(0, rows, width, self._causal_mask(attention_mask))
+        x, kv = self._layers(ids.reshape(-1), positions.reshape(-1), [seg], keep_kv)
+        return x.view(rows, width, -1), kv
+
     def prompt(self, ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
                ) -> tuple[torch.Tensor, list[KV]]:
         """Left-padded prompts [c, P] -> (logits of the last position [c, 1, V], per-block keys/values)."""
-        x, kv = self._layers(ids, positions, self._causal_mask(attention_mask), None)
-        return self._logits(x[:, -1:]), kv
+        x, kv = self._one_segment(ids, attention_mask, positions, keep_kv=True)
+        return self.logits(x[:, -1:]), kv
 
     def full(self, ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, keep: int
              ) -> torch.Tensor:
         """One pass over whole rows [b, T] (padding on either side) -> logits of the last ``keep``
         positions [b, keep, V] (``logits_to_keep``)."""
-        x, _ = self._layers(ids, positions, self._causal_mask(attention_mask), None)
-        return self._logits(x[:, -keep:])
+        x, _ = self._one_segment(ids, attention_mask, positions, keep_kv=False)
+        return self.logits(x[:, -keep:])
 
-    def responses(self, past: list[KV], ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
-                  ) -> torch.Tensor:
-        """Response tokens [r, w] on the prompts' keys/values ``past`` ([r, kv_heads, P, d] per block);
-        ``attention_mask`` covers prompt and response ([r, P + w]). Returns logits [r, w, V]."""
-        width, total = ids.shape[1], attention_mask.shape[1]
-        prompt_len = total - width
-        q_index = torch.arange(width, device=ids.device)[:, None] + prompt_len
-        causal = torch.arange(total, device=ids.device)[None, :] <= q_index
-        mask = causal[None, None] & attention_mask.bool()[:, None, None, :]
-        x, _ = self._layers(ids, positions, mask, past)
-        return self._logits(x)
+    def shared(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, prompt_positions: torch.Tensor,
+               groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Distinct left-padded prompts [c, P] and groups of their responses, in one pass.
+
+        Each group is ``(prompt_rows, ids [r, w], attention_mask [r, P + w], positions [r, w])``: response
+        row ``i`` continues prompt ``prompt_rows[i]``. Returns the hidden states of the prompts' last
+        position [c, H] and each group's [r, w, H] (the caller applies :meth:`logits` to what it needs)."""
+        count, width = prompt_ids.shape
+        segments = [_Segment(0, count, width, self._causal_mask(prompt_mask))]
+        ids, positions = [prompt_ids.reshape(-1)], [prompt_positions.reshape(-1)]
+        offset = count * width
+        for prompt_rows, r_ids, r_mask, r_pos in groups:
+            rows, w = r_ids.shape
+            segments.append(_Segment(offset, rows, w, self._after_prompt_mask(r_mask, w), prompt_rows))
+            ids.append(r_ids.reshape(-1))
+            positions.append(r_pos.reshape(-1))
+            offset += rows * w
+        x, _ = self._layers(torch.cat(ids), torch.cat(positions), segments)
+        last = x[: count * width].view(count, width, -1)[:, -1]
+        return last, [x[seg.tokens].view(seg.rows, seg.width, -1) for seg in segments[1:]]

@@ -10,7 +10,9 @@ samples of one prompt stay in one micro-batch for the sharing, and without this 
 padded to the group's longest response (19% of the small bench job's response tokens).
 Same numbers as the plain forward up to float summation order (``tests/test_prompt_sharing.py``
 compares log-probs and parameter gradients, plain and FSDP2-sharded); on the tiny bench job the
-update's forward + backward took 17-19% less time (docs/performance.md).
+update's forward + backward took 17-19% less time (docs/performance.md). Through the lean passes
+(``lean``) the prompts and every response group are one packed pass
+(:meth:`workers.lean_forward.LeanLlamaPasses.shared`).
 
 Taken only where it is exact and pays: a transformers causal LM whose forward accepts a cache,
 without gradient checkpointing (transformers turns the cache off there), and a micro-batch in
@@ -20,6 +22,7 @@ caller runs its plain forward.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -100,8 +103,9 @@ def shared_prompt_logits(
 
     ``input_ids`` etc. are the trimmed micro-batch: prompt columns ``[:prompt_end]`` (left-padded),
     then ``keep_r`` response columns. Returns None when no prompt repeats (nothing to share).
-    ``lean``: both passes through :class:`workers.lean_forward.LeanLlamaPasses` (the caller checked
-    :func:`workers.lean_forward.lean_forward_applies`), else through the module's forward.
+    ``lean``: one packed pass through :class:`workers.lean_forward.LeanLlamaPasses` (the caller checked
+    :func:`workers.lean_forward.lean_forward_applies`), else the module's forward: the prompts, then
+    each response group on their cache.
     """
     rows = input_ids.shape[0]
     prompt = input_ids[:, :prompt_end]
@@ -111,26 +115,51 @@ def shared_prompt_logits(
         return None
     first = torch.full((count,), rows, dtype=torch.long, device=input_ids.device)
     first = first.scatter_reduce(0, which, torch.arange(rows, device=input_ids.device), reduce="amin")
-    passes = LeanLlamaPasses(module) if lean else _HFPasses(module)
-    last_logits, prompt_kv = passes.prompt(prompt[first], prompt_mask[first], position_ids[first, :prompt_end])
-    first_token = last_logits.index_select(0, which)  # the last prompt position predicts token 0
+    prompts = (prompt[first], prompt_mask[first], position_ids[first, :prompt_end])
     widths = _response_widths(attention_mask[:, prompt_end:])
     chunks = response_chunks(widths, CHUNK_PENALTY_TOKENS)
-    if len(chunks) > 1 and not passes.can_split():
-        chunks = [torch.arange(rows, device=input_ids.device)]  # a cache that cannot be reset: one pass
+    if len(chunks) == 1:
+        chunks = [torch.arange(rows, device=input_ids.device)]  # one group: keep the rows' order
     # rows of similar response length run together, each group as wide as its longest response; a
-    # row's last response token predicts nothing that is scored, so the pass stops one token short
+    # row's last response token predicts nothing that is scored, so a group stops one token short
+    groups = [(rows_c, int(widths[rows_c].max()) - 1) for rows_c in chunks]
+
+    def responses(rows_c: torch.Tensor, width: int) -> tuple[torch.Tensor, ...]:
+        end = prompt_end + width
+        return (which[rows_c], input_ids[rows_c, prompt_end:end], attention_mask[rows_c, :end],
+                position_ids[rows_c, prompt_end:end])
+
+    if lean:
+        lean_passes = LeanLlamaPasses(module)
+        last, hidden = lean_passes.shared(*prompts, [responses(r, w) for r, w in groups if w > 0])
+        if len(groups) == 1:  # every row in order: one LM head over [the prompt's last position | responses]
+            per_row = [last.index_select(0, which)[:, None]] + hidden
+            logits = lean_passes.logits(torch.cat(per_row, dim=1) if hidden else per_row[0])
+            return F.pad(logits, (0, 0, 0, keep_r - logits.shape[1])) if logits.shape[1] < keep_r else logits
+        first_token = lean_passes.logits(last[:, None]).index_select(0, which)  # the last prompt position: token 0
+        group_logits = iter([lean_passes.logits(h) for h in hidden])
+    else:
+        hf_passes = _HFPasses(module)
+        last_logits, prompt_kv = hf_passes.prompt(*prompts)
+        first_token = last_logits.index_select(0, which)
+        if len(groups) > 1 and not hf_passes.can_split():  # a cache that cannot be reset: one pass
+            chunks = [torch.arange(rows, device=input_ids.device)]
+            groups = [(chunks[0], int(widths.max()) - 1)]
+
+        def hf_responses() -> Iterator[torch.Tensor]:
+            for rows_c, width in groups:
+                if width > 0:
+                    prefix, ids, mask, positions = responses(rows_c, width)
+                    past = [(k.index_select(0, prefix), v.index_select(0, prefix)) for k, v in prompt_kv]
+                    yield hf_passes.responses(past, ids, mask, positions)
+
+        group_logits = hf_responses()
     parts = []
-    for rows_c in chunks:
-        width = int(widths[rows_c].max()) - 1
+    for rows_c, width in groups:
         if width == 0:  # one-token responses: the prompt pass predicted all there is
             parts.append(first_token.new_zeros(len(rows_c), keep_r - 1, first_token.shape[-1]))
             continue
-        past = [(keys.index_select(0, which[rows_c]), values.index_select(0, which[rows_c]))
-                for keys, values in prompt_kv]
-        logits = passes.responses(past, input_ids[rows_c, prompt_end : prompt_end + width],
-                                  attention_mask[rows_c, : prompt_end + width],
-                                  position_ids[rows_c, prompt_end : prompt_end + width])
+        logits = next(group_logits)
         # positions past a row's response are never read (the caller masks them): zeros stand in
         parts.append(logits if width == keep_r - 1 else F.pad(logits, (0, 0, 0, keep_r - 1 - width)))
     order = torch.cat(chunks)
