@@ -50,7 +50,7 @@ def is_llama_shaped(module: nn.Module) -> bool:
 class _RMSNorm(torch.autograd.Function):
     """float32 RMSNorm with a hand-written backward. Why: autograd through ``F.rms_norm`` on CPU replays
     its pieces (pow, mean, rsqrt, two multiplies: ~6 backward nodes per norm); this saves the normalised
-    input and the inverse RMS and runs the backward in five ops (~25% less time per norm, forward and
+    input and the inverse RMS and runs the backward in five ops (~20% less time per norm, forward and
     backward, at the tiny bench job's shape; docs/performance.md, round 12)."""
 
     @staticmethod

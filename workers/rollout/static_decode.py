@@ -68,12 +68,15 @@ _STATIC_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
 
 
 def _linear(h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
-    """``F.linear`` on 2-D ``h`` with the weight already transposed. The bias is added in place after
-    ``mm``: on CPU ``addmm`` with a broadcast bias row cost 3-6 us more per call at the tiny job's shape
-    ([32, 128] x [128, 128..512]), and the sum is the same."""
+    """``F.linear`` on 2-D ``h`` with the weight already transposed. On CPU the bias is added in place
+    after ``mm``: ``addmm`` with a broadcast bias row cost 3-6 us more per call at the tiny job's shape
+    ([32, 128] x [128, 128..512]; a whole generation sampled the same tokens). Elsewhere ``addmm`` fuses it."""
     weight_t, bias = proj
-    out = torch.mm(h, weight_t)
-    return out if bias is None else out.add_(bias)
+    if bias is None:
+        return torch.mm(h, weight_t)
+    if h.device.type == "cpu":
+        return torch.mm(h, weight_t).add_(bias)
+    return torch.addmm(bias, h, weight_t)
 
 
 def _add_linear(x: torch.Tensor, h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
