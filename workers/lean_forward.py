@@ -10,7 +10,7 @@ matrix products. This runs the same arithmetic on the module's own parameters:
   mask transformers builds, or ``is_causal`` where it would pass no mask). With prompt sharing the
   distinct prompts and their responses are one pass: the responses' attention reads the prompts'
   keys/values of the same layer, so transformers' two passes (prompts, then responses on a cache)
-  become one, with half the tensor ops;
+  become one, with about half the tensor ops;
 - float32 RMSNorm with a hand-written backward (:func:`relift.models.llama_ops.rms_norm`);
 - the rotary embedding as a roll and a multiply-add, with cos/sin from the model's own rotary module.
 
@@ -114,7 +114,7 @@ class LeanLlamaPasses:
     Every pass runs its tokens packed as one [tokens, hidden] matrix through the projections, norms and
     MLP, and splits them only for attention, per segment of rows of one width. For the shared pass that
     is one pass where transformers' forward takes two (the prompts, then the responses on their cache):
-    half the tensor ops, ~10% less time per tiny-job update (docs/performance.md, round 12).
+    about half the tensor ops, ~10% less time per tiny-job update (docs/performance.md, round 12).
     """
 
     def __init__(self, module: nn.Module) -> None:

@@ -51,7 +51,9 @@ class _RMSNorm(torch.autograd.Function):
     """float32 RMSNorm with a hand-written backward. Why: autograd through ``F.rms_norm`` on CPU replays
     its pieces (pow, mean, rsqrt, two multiplies: ~6 backward nodes per norm); this saves the normalised
     input and the inverse RMS and runs the backward in five ops (~20% less time per norm, forward and
-    backward, at the tiny bench job's shape; docs/performance.md, round 12)."""
+    backward, at the tiny bench job's shape; docs/performance.md, round 12). ``relift.models.lean_layers``
+    has its own for ``lean_activations``: it keeps ``x`` instead (less memory) and recomputes, which cost
+    the lean passes ~1.2 ms more per tiny update than this one."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]

@@ -155,6 +155,11 @@ class HFRollout(BaseRollout):
         self.generator = torch.Generator(device=device if device.type != "meta" else "cpu")
         self.generator.manual_seed(int(self.config.seed))
 
+    @property
+    def _lean_generation(self) -> bool:
+        """Prefill in the lean passes and decode by :class:`StaticDecoder`: the module's forward is never called."""
+        return self.static_decode and self.lean_prefill
+
     def reseed(self, seed: int) -> bool:
         """Reset the sampling generator (every token draw of later calls depends on it)."""
         self.generator.manual_seed(int(seed))
@@ -228,7 +233,7 @@ class HFRollout(BaseRollout):
         mask = attention_mask.repeat_interleave(repeats, dim=0)
         pos = position_ids[:, -1].repeat_interleave(repeats)
         fast = cache = None
-        if self.static_decode and self.lean_prefill:  # the prompts in plain tensor ops (workers/lean_forward.py)
+        if self._lean_generation:  # the prompts in plain tensor ops (workers/lean_forward.py)
             last, prefill = LeanLlamaPasses(self.module).prompt(input_ids, attention_mask, position_ids)
             logits = last[:, -1, :].repeat_interleave(repeats, dim=0)
         else:
@@ -290,9 +295,9 @@ class HFRollout(BaseRollout):
         attention_mask = prompts.batch["attention_mask"].to(device)
         position_ids = prompts.batch["position_ids"].to(device)
         chunk = max(self.config.micro_batch_size or len(prompts), 1)  # prompts per chunk
-        # the module's forward runs only without the lean prefill + static decode; only then does its
-        # train/eval mode matter (setting it walks every submodule twice: ~0.2 ms per call, tiny model)
-        set_eval = not (self.static_decode and self.lean_prefill)
+        # only the module's own forward depends on its train/eval mode (setting it walks every submodule
+        # twice: ~0.2 ms per call, tiny model), and the lean generation never calls it
+        set_eval = not self._lean_generation
         was_training = self.module.training
         if set_eval:
             self.module.eval()
